@@ -1,0 +1,220 @@
+//! The `encore` command line. Subcommands follow the pipeline.
+use crate::eval::{self, bootstrap::Bootstrap, MetricSuite};
+use crate::plugins::{self, discover, PluginKind, Runtime, SandboxConfig};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// encore: multimodal, LLM-based session recommendation of music, with sandboxed Wasm plugins.
+#[derive(Debug, Parser)]
+#[command(name = "encore", version, about)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where plugins come from and how they are confined.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// A directory of `.wasm` plugins, searched first (repeatable). Then $ENCORE_PLUGIN_PATH, then
+    /// the directory `cargo plugins` builds into.
+    #[arg(long = "plugins", value_name = "DIR", global = true)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Memory cap per plugin instance, in MiB.
+    #[arg(long, global = true, default_value_t = SandboxConfig::default().memory_mib)]
+    pub memory_mib: u64,
+    /// Fuel per plugin call (about one unit per Wasm instruction).
+    #[arg(long, global = true, default_value_t = SandboxConfig::default().fuel)]
+    pub fuel: u64,
+    /// Compile plugins every time instead of using the on-disk cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+}
+
+impl SandboxArgs {
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, ..SandboxConfig::default() };
+        Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })
+    }
+    fn dirs(&self) -> Vec<PathBuf> {
+        discover::search_path(&self.plugin_dirs)
+    }
+}
+
+/// The pipeline's steps.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate rankings with metric plugins.
+    Eval(EvalArgs),
+    /// List, check and create plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `encore eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Precomputed rankings (Parquet: user, ranked, targets).
+    #[arg(long)]
+    pub rankings: PathBuf,
+    /// Metric plugins, by name or path.
+    #[arg(long, value_delimiter = ',', default_values_t = eval::DEFAULT_METRICS.map(String::from))]
+    pub metrics: Vec<String>,
+    /// Cutoffs.
+    #[arg(long = "k", value_delimiter = ',', default_values_t = eval::DEFAULT_KS)]
+    pub ks: Vec<u32>,
+    /// Catalog size, when the file's metadata does not say.
+    #[arg(long)]
+    pub n_items: Option<u32>,
+    /// Bootstrap resamples for confidence intervals (0 turns them off).
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the results here (Parquet), atomically.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Users per batch sent to the plugins.
+    #[arg(long, default_value_t = 1024)]
+    pub batch: usize,
+}
+
+/// `encore plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show every plugin found: name, kind, version, API version, file.
+    List,
+    /// Load a plugin, check its API version, and exercise it once.
+    Check {
+        /// The `.wasm` file.
+        file: PathBuf,
+    },
+    /// Create a plugin crate that builds and passes its own test.
+    New {
+        /// Which kind of plugin.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Its name (lowercase, digits and -).
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The encore-sdk crate to depend on.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// A plugin kind on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum KindArg {
+    Metric,
+    Fusion,
+    Extractor,
+}
+
+impl From<KindArg> for PluginKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Metric => PluginKind::Metric,
+            KindArg::Fusion => PluginKind::Fusion,
+            KindArg::Extractor => PluginKind::Extractor,
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Eval(args) => eval_rankings(&cli.sandbox, args),
+        Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
+    }
+}
+
+fn eval_rankings(sandbox: &SandboxArgs, args: EvalArgs) -> anyhow::Result<()> {
+    if args.ks.is_empty() || args.ks.contains(&0) {
+        bail!("--k takes positive cutoffs, e.g. --k 5,10,20");
+    }
+    let file = eval::rankings::read(&args.rankings, args.n_items)?;
+    let runtime = sandbox.runtime()?;
+    let dirs = sandbox.dirs();
+    let plugins = args
+        .metrics
+        .iter()
+        .map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut suite = MetricSuite::new(&plugins, &args.ks, file.n_items)?;
+    for chunk in file.rankings.chunks(args.batch.max(1)) {
+        suite.add(chunk)?;
+    }
+    let bootstrap = (args.bootstrap > 0).then(|| Bootstrap { resamples: args.bootstrap, seed: args.seed, ..Bootstrap::default() });
+    let report = suite.finish(bootstrap)?;
+    if file.skipped_no_targets > 0 {
+        eprintln!("note: {} users without targets were skipped", file.skipped_no_targets);
+    }
+    print!("{}", report.table());
+    if let Some(out) = &args.out {
+        report.write_parquet(out)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn plugin(sandbox: &SandboxArgs, cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::List => {
+            let runtime = sandbox.runtime()?;
+            let dirs = sandbox.dirs();
+            if dirs.is_empty() {
+                bail!("no plugin directory: pass --plugins DIR or set ENCORE_PLUGIN_PATH");
+            }
+            let mut rows = vec![["NAME", "KIND", "VERSION", "API", "FILE"].map(String::from).to_vec()];
+            let mut failed = 0;
+            for (file, loaded) in discover::load_all(&runtime, &dirs) {
+                match loaded {
+                    Ok(p) => {
+                        let i = p.info();
+                        rows.push(vec![i.name.clone(), i.kind.to_string(), i.version.clone(), i.api.clone(), file.display().to_string()]);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        rows.push(vec!["-".into(), "error".into(), "-".into(), "-".into(), format!("{}: {e}", file.display())]);
+                    }
+                }
+            }
+            let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+            for r in &rows {
+                println!("{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]);
+            }
+            if failed > 0 {
+                eprintln!("{failed} file(s) could not be loaded as plugins");
+            }
+            Ok(())
+        }
+        PluginCommand::Check { file } => {
+            let runtime = sandbox.runtime()?;
+            let p = runtime.load(&file)?;
+            let summary = crate::plugins::check::exercise(&p)?;
+            let i = p.info();
+            println!("ok: {} {} ({} plugin, encore:plugin@{}) — {}", i.name, i.version, i.kind, i.api, i.description);
+            println!("{summary}");
+            Ok(())
+        }
+        PluginCommand::New { kind, name, dir, sdk } => {
+            let sdk = sdk.unwrap_or_else(plugins::scaffold::default_sdk_path);
+            let root = plugins::scaffold::new_plugin(kind.into(), &name, &dir, &sdk)?;
+            println!("created {}", root.display());
+            println!("test it:  (cd {} && cargo test)", root.display());
+            println!("build it: (cd {} && cargo build --release --target wasm32-wasip2)", root.display());
+            Ok::<(), anyhow::Error>(())
+        }
+    }
+    .context("encore plugin")
+}

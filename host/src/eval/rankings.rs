@@ -1,0 +1,183 @@
+//! Precomputed rankings in Parquet, for `encore eval --rankings`.
+//!
+//! Schema (version 1): `user` (utf8 or any integer), `ranked` (list of non-negative integers: item
+//! indices, best first), `targets` (list of non-negative integers). The catalog size is the
+//! file's key-value metadata `encore.n_items`, or `--n-items`.
+use crate::plugins::metric::Ranking;
+use anyhow::{bail, Context};
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The metadata key holding the catalog size.
+pub const N_ITEMS_KEY: &str = "encore.n_items";
+
+/// Rankings read from a file, validated.
+#[derive(Debug, Clone)]
+pub struct RankingsFile {
+    /// User ids, as text, in file order (users without targets included).
+    pub users: Vec<String>,
+    /// One ranking per user with targets; targets deduplicated.
+    pub rankings: Vec<Ranking>,
+    /// Users skipped because they have no targets.
+    pub skipped_no_targets: usize,
+    /// The catalog size.
+    pub n_items: u32,
+}
+
+/// Reads and validates `path`. `n_items` overrides the file's metadata. Errors name the file and
+/// the row (0-based, counting from the first row of the file).
+pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let meta_n = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == N_ITEMS_KEY).and_then(|e| e.value.clone()));
+    let n_items = match (n_items, meta_n) {
+        (Some(n), _) => n,
+        (None, Some(v)) => v
+            .parse()
+            .with_context(|| format!("{}: metadata {N_ITEMS_KEY} = {v:?} is not a count", path.display()))?,
+        (None, None) => bail!(
+            "{}: the catalog size is unknown: pass --n-items N, or write the key `{N_ITEMS_KEY}` in the file's metadata",
+            path.display()
+        ),
+    };
+    let reader = builder.build().with_context(|| format!("reading {}", path.display()))?;
+    let mut out = RankingsFile { users: Vec::new(), rankings: Vec::new(), skipped_no_targets: 0, n_items };
+    let mut row = 0usize;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+        let col = |name: &str| {
+            batch.column_by_name(name).cloned().with_context(|| {
+                format!("{}: no column `{name}` (the file needs `user`, `ranked` and `targets`)", path.display())
+            })
+        };
+        let users = texts(&col("user")?).with_context(|| format!("{}: column `user`", path.display()))?;
+        let ranked = lists(&col("ranked")?, row).with_context(|| format!("{}: column `ranked`", path.display()))?;
+        let targets = lists(&col("targets")?, row).with_context(|| format!("{}: column `targets`", path.display()))?;
+        for ((user, ranked), targets) in users.into_iter().zip(ranked).zip(targets) {
+            let ranking = validate(ranked, targets, n_items)
+                .with_context(|| format!("{}: row {row} (user {user})", path.display()))?;
+            match ranking {
+                Some(r) => out.rankings.push(r),
+                None => out.skipped_no_targets += 1,
+            }
+            out.users.push(user);
+            row += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks one ranking: items in the catalog, no item twice in `ranked`. Deduplicates targets.
+/// Returns `None` for a user without targets.
+pub fn validate(ranked: Vec<u32>, mut targets: Vec<u32>, n_items: u32) -> anyhow::Result<Option<Ranking>> {
+    if let Some(i) = ranked.iter().chain(&targets).find(|&&i| i >= n_items) {
+        bail!("item {i} is outside the catalog of {n_items} items");
+    }
+    let mut sorted = ranked.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        bail!("item {} appears twice in the ranking", w[0]);
+    }
+    targets.sort_unstable();
+    targets.dedup();
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Ranking { ranked, targets }))
+}
+
+fn texts(a: &ArrayRef) -> anyhow::Result<Vec<String>> {
+    let n = a.len();
+    Ok(match a.data_type() {
+        DataType::Utf8 => a.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect(),
+        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|s| s.unwrap_or("").to_string()).collect(),
+        DataType::Int32 => a.as_primitive::<Int32Type>().iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
+        DataType::Int64 => a.as_primitive::<Int64Type>().iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
+        DataType::UInt32 => a.as_primitive::<UInt32Type>().iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
+        DataType::UInt64 => a.as_primitive::<UInt64Type>().iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
+        t => bail!("type {t} is not text or an integer ({n} rows)"),
+    })
+}
+
+fn lists(a: &ArrayRef, first_row: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+    let (offsets, values): (Vec<usize>, ArrayRef) = match a.data_type() {
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        t => bail!("type {t} is not a list"),
+    };
+    let flat: Vec<Option<i128>> = match values.data_type() {
+        DataType::UInt32 => values.as_primitive::<UInt32Type>().iter().map(|v| v.map(i128::from)).collect(),
+        DataType::Int32 => values.as_primitive::<Int32Type>().iter().map(|v| v.map(i128::from)).collect(),
+        DataType::Int64 => values.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect(),
+        DataType::UInt64 => values.as_primitive::<UInt64Type>().iter().map(|v| v.map(i128::from)).collect(),
+        t => bail!("list elements of type {t} are not integers"),
+    };
+    let mut out = Vec::with_capacity(a.len());
+    for r in 0..a.len() {
+        if a.is_null(r) {
+            out.push(Vec::new());
+            continue;
+        }
+        let mut v = Vec::with_capacity(offsets[r + 1] - offsets[r]);
+        for x in &flat[offsets[r]..offsets[r + 1]] {
+            match x {
+                Some(x) if (0..=u32::MAX as i128).contains(x) => v.push(*x as u32),
+                Some(x) => bail!("row {}: item {x} is not a valid item index", first_row + r),
+                None => bail!("row {}: a null item", first_row + r),
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Writes rankings (atomically) in the schema [`read`] takes, with `n_items` in the metadata.
+pub fn write(path: &Path, users: &[String], ranked: &[Vec<u32>], targets: &[Vec<u32>], n_items: u32) -> anyhow::Result<()> {
+    assert!(users.len() == ranked.len() && users.len() == targets.len());
+    let mut u = StringBuilder::new();
+    let mut r = ListBuilder::new(UInt32Builder::new());
+    let mut t = ListBuilder::new(UInt32Builder::new());
+    for i in 0..users.len() {
+        u.append_value(&users[i]);
+        r.values().append_slice(&ranked[i]);
+        r.append(true);
+        t.values().append_slice(&targets[i]);
+        t.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("user", Arc::new(u.finish()) as ArrayRef),
+        ("ranked", Arc::new(r.finish()) as ArrayRef),
+        ("targets", Arc::new(t.finish()) as ArrayRef),
+    ])?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(vec![KeyValue::new(N_ITEMS_KEY.to_string(), n_items.to_string())]))
+        .build();
+    crate::io::write_atomic_file(path, |file| {
+        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+        w.write(&batch)?;
+        w.close()?;
+        Ok(())
+    })
+}

@@ -1,0 +1,40 @@
+//! File output that never leaves a partial file under its final name.
+use anyhow::Context;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The temporary path next to `path` that [`write_atomic`] writes before renaming.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `path` through `write` into a temporary file in the same directory, syncs it, then
+/// renames it into place. On any error the temporary file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> anyhow::Result<()> {
+    write_atomic_file(path, |file| {
+        let mut w = BufWriter::new(file);
+        write(&mut w)?;
+        w.flush()?;
+        Ok(())
+    })
+}
+
+/// Like [`write_atomic`], for writers that take a `File` (Parquet's `ArrowWriter`).
+pub fn write_atomic_file(path: &Path, write: impl FnOnce(File) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    }
+    let tmp = temp_path(path);
+    let result = (|| {
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        write(file.try_clone()?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}

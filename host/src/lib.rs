@@ -1,0 +1,10 @@
+//! encore: multimodal, LLM-based session recommendation of music.
+//!
+//! The pipeline, in module order: `data` (ingest, sessions, splits) → `features` (extractor
+//! plugins) → `models` / `train` (ID encoders, E4SRec) → `eval` (full ranking, metric plugins,
+//! bootstrap) → `report`. `plugins` is the wasmtime sandbox the extractor, fusion and metric
+//! plugins run in.
+pub mod cli;
+pub mod eval;
+pub mod io;
+pub mod plugins;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what it needs: the wasm32-wasip2 target (idempotent).
+# Builds every plugin from source once, then the host and its tests in one (dev) profile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip2
+# A fixed target directory outside the clone makes later runs on the same machine incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
+cargo plugins
+cargo test -p encore -p encore-sdk

@@ -64,3 +64,31 @@ impl<M: Metric> Runner<M> {
         state.0.finish(mean)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FirstHit;
+    impl Metric for FirstHit {
+        fn new(_k: u32, _n: u32) -> Self {
+            FirstHit
+        }
+        fn add(&mut self, ranked: &[u32], targets: &[u32]) -> Option<f64> {
+            Some(hits(ranked, targets) as f64)
+        }
+    }
+
+    #[test]
+    fn the_runner_cuts_lists_to_k_and_averages() {
+        let r = Runner::<FirstHit>::new(2, 10);
+        assert_eq!(r.add(&[5, 6, 7], &[7]), Some(0.0), "item 7 is third, past K = 2");
+        assert_eq!(r.add(&[7], &[7]), Some(1.0), "a list shorter than K is fine");
+        assert_eq!(r.finish(), 0.5);
+    }
+
+    #[test]
+    fn no_users_gives_zero() {
+        assert_eq!(Runner::<FirstHit>::new(5, 10).finish(), 0.0);
+    }
+}

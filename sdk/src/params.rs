@@ -73,3 +73,36 @@ impl Params {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Params {
+        Params(vec![
+            ("dropout".into(), Value::Float(0.1)),
+            ("heads".into(), Value::Int(4)),
+            ("name".into(), Value::Text("x".into())),
+        ])
+    }
+
+    #[test]
+    fn typed_getters_take_defaults_and_refuse_wrong_types() {
+        let p = params();
+        assert_eq!(p.f64_or("dropout", 0.0), Ok(0.1));
+        assert_eq!(p.f64_or("heads", 0.0), Ok(4.0));
+        assert_eq!(p.u32_or("heads", 1), Ok(4));
+        assert_eq!(p.u32_or("missing", 7), Ok(7));
+        assert_eq!(p.str_or("name", "y"), Ok("x"));
+        assert!(matches!(p.u32_or("dropout", 1), Err(Error::InvalidInput(m)) if m.contains("`dropout` must be an integer")));
+        assert!(p.bool_or("name", false).is_err());
+        assert!(Params(vec![("n".into(), Value::Int(-1))]).u32_or("n", 0).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(params().only(&["dropout", "heads", "name"]).is_ok());
+        let e = params().only(&["dropout", "heads"]).unwrap_err();
+        assert!(e.to_string().contains("unknown parameter `name`"), "{e}");
+    }
+}

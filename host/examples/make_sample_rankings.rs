@@ -9,7 +9,7 @@ fn main() -> anyhow::Result<()> {
     let out = std::env::args().nth(1).unwrap_or_else(|| "data/sample/rankings.parquet".into());
     let (n_users, n_items, dim, k) = (1000usize, 2000usize, 8usize, 50usize);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut normal = |rng: &mut rand::rngs::StdRng| (0..12).map(|_| rng.random::<f32>()).sum::<f32>() - 6.0;
+    let normal = |rng: &mut rand::rngs::StdRng| (0..12).map(|_| rng.random::<f32>()).sum::<f32>() - 6.0;
     let items: Vec<f32> = (0..n_items * dim).map(|_| normal(&mut rng)).collect();
     let popularity: Vec<f32> = (0..n_items).map(|i| -((i + 1) as f32).ln() * 0.8).collect();
     let (mut users, mut ranked, mut targets) = (Vec::new(), Vec::new(), Vec::new());

@@ -13,7 +13,7 @@ pub mod report;
 pub use rank::{full_ranking, DotScorer, EvalUser, RankOptions, RankingSink, Scorer};
 pub use report::{EvalReport, MetricResult};
 
-use crate::plugins::metric::{MetricInstance, Ranking};
+use crate::plugins::metric::{Batch, MetricInstance, Ranking};
 use crate::plugins::{Plugin, PluginError};
 
 /// The metrics a run reports unless told otherwise: the seven built-in plugins.
@@ -55,12 +55,13 @@ impl MetricSuite {
         if batch.is_empty() {
             return Ok(());
         }
+        let batch = Batch::new(batch);
         for (m, inst) in self.instances.iter_mut().enumerate() {
-            for (ki, values) in inst.add(batch)?.into_iter().enumerate() {
+            for (ki, values) in inst.add(&batch)?.into_iter().enumerate() {
                 self.per_user[m][ki].extend(values.into_iter().flatten());
             }
         }
-        self.n_users += batch.len();
+        self.n_users += batch.users();
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! `encore plugin check`: load a plugin, then call it once on a small, valid input.
 use super::extractor::ExtractorInstance;
 use super::fusion::{self, Modality};
-use super::metric::{MetricInstance, Ranking};
+use super::metric::{Batch, MetricInstance, Ranking};
 use super::{bindings::types::Track, Plugin, PluginError, PluginKind};
 
 /// Calls the plugin once with a typical input and describes what came back.
@@ -13,7 +13,7 @@ pub fn exercise(plugin: &Plugin) -> Result<String, PluginError> {
                 Ranking { ranked: vec![1, 2, 3], targets: vec![2] },
                 Ranking { ranked: vec![4, 5, 6], targets: vec![9] },
             ];
-            m.add(&users)?;
+            m.add(&Batch::new(&users))?;
             let v = m.finish()?;
             Ok(format!("two users, 10 items: @1 = {:.4}, @3 = {:.4}", v[0].1, v[1].1))
         }

@@ -2,10 +2,10 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "metric-plugin" });
 
 use encore::plugin::types::{PluginError, PluginInfo, PluginKind};
-use exports::encore::plugin::metric::{Guest, GuestAccumulator, UserRanking};
+use exports::encore::plugin::metric::{Guest, GuestAccumulator, RankingBatch};
 
 struct Old;
-struct Acc;
+struct Acc(usize);
 
 impl exports::encore::plugin::plugin::Guest for Old {
     fn info() -> PluginInfo {
@@ -24,14 +24,14 @@ impl Guest for Old {
 }
 
 impl GuestAccumulator for Acc {
-    fn new(_k: u32, _n_items: u32) -> Self {
-        Acc
+    fn new(ks: Vec<u32>, _n_items: u32) -> Self {
+        Acc(ks.len())
     }
-    fn add(&self, batch: Vec<UserRanking>) -> Result<Vec<Option<f64>>, PluginError> {
-        Ok(vec![Some(0.0); batch.len()])
+    fn add(&self, batch: RankingBatch) -> Result<Vec<Option<Vec<f64>>>, PluginError> {
+        Ok(vec![Some(vec![0.0; batch.ranked_offsets.len() - 1]); self.0])
     }
-    fn finish(&self) -> Result<f64, PluginError> {
-        Ok(0.0)
+    fn finish(&self) -> Result<Vec<f64>, PluginError> {
+        Ok(vec![0.0; self.0])
     }
 }
 

@@ -2,10 +2,10 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "metric-plugin" });
 
 use encore::plugin::types::{PluginError, PluginInfo, PluginKind};
-use exports::encore::plugin::metric::{Guest, GuestAccumulator, UserRanking};
+use exports::encore::plugin::metric::{Guest, GuestAccumulator, RankingBatch};
 
 struct Short;
-struct Acc;
+struct Acc(usize);
 
 impl exports::encore::plugin::plugin::Guest for Short {
     fn info() -> PluginInfo {
@@ -24,14 +24,15 @@ impl Guest for Short {
 }
 
 impl GuestAccumulator for Acc {
-    fn new(_k: u32, _n_items: u32) -> Self {
-        Acc
+    fn new(ks: Vec<u32>, _n_items: u32) -> Self {
+        Acc(ks.len())
     }
-    fn add(&self, batch: Vec<UserRanking>) -> Result<Vec<Option<f64>>, PluginError> {
-        Ok(vec![Some(1.0); batch.len().saturating_sub(1)])
+    fn add(&self, batch: RankingBatch) -> Result<Vec<Option<Vec<f64>>>, PluginError> {
+        let users = batch.ranked_offsets.len() - 1;
+        Ok(vec![Some(vec![1.0; users - 1]); self.0])
     }
-    fn finish(&self) -> Result<f64, PluginError> {
-        Ok(1.0)
+    fn finish(&self) -> Result<Vec<f64>, PluginError> {
+        Ok(vec![1.0; self.0])
     }
 }
 

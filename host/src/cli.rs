@@ -31,6 +31,12 @@ pub struct SandboxArgs {
     /// Fuel per plugin call (about one unit per Wasm instruction).
     #[arg(long, global = true, default_value_t = SandboxConfig::default().fuel)]
     pub fuel: u64,
+    /// Let plugins read this environment variable (repeatable). Nothing is granted by default.
+    #[arg(long = "grant-env", value_name = "NAME", global = true)]
+    pub grant_env: Vec<String>,
+    /// Let plugins read the wall and monotonic clocks.
+    #[arg(long, global = true)]
+    pub grant_clock: bool,
     /// Compile plugins every time instead of using the on-disk cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
@@ -38,7 +44,8 @@ pub struct SandboxArgs {
 
 impl SandboxArgs {
     fn runtime(&self) -> anyhow::Result<Runtime> {
-        let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, ..SandboxConfig::default() };
+        let grants = plugins::Grants { env: self.grant_env.clone(), clock: self.grant_clock };
+        let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, grants };
         Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })
     }
     fn dirs(&self) -> Vec<PathBuf> {

@@ -145,6 +145,18 @@ fn reading_an_env_var_is_denied_unless_granted() {
 }
 
 #[test]
+fn reading_the_clock_is_denied_unless_granted() {
+    let params = [("what".to_string(), ParamValue::Text("clock".into()))];
+    let err = extract_error("hostile-io", tight(), &params).unwrap_err();
+    match err.trap_kind() {
+        Some(TrapKind::CapabilityDenied(import)) => assert!(import.starts_with("wasi:clocks/wall-clock@"), "{import}"),
+        _ => panic!("expected CapabilityDenied, got {err}"),
+    }
+    let granted = SandboxConfig { grants: Grants { env: vec![], clock: true }, ..tight() };
+    assert_eq!(extract_error("hostile-io", granted, &params).unwrap(), vec![Some(vec![1.0])]);
+}
+
+#[test]
 fn a_vector_longer_than_the_spec_is_an_invalid_result() {
     let err = extract_error("hostile-shape", tight(), &[]).unwrap_err();
     assert!(

@@ -1,5 +1,6 @@
-//! Reads a file (`what = "file"`) or an env var (`what = "env"`) when extracting. Without grants
-//! the sandbox must stop it with CapabilityDenied; with `env` granted it reads the variable.
+//! Reads a file (`what = "file"`), an env var (`what = "env"`) or the clock (`what = "clock"`)
+//! when extracting. Without grants
+//! the sandbox must stop it with CapabilityDenied; granted, it reads the variable or the clock.
 use encore_sdk::extractor::{Extractor, Spec, Track};
 use encore_sdk::{Error, Params};
 
@@ -19,6 +20,10 @@ impl Extractor for Snoop {
         let len = match self.what.as_str() {
             "file" => std::fs::read(&self.target).map(|b| b.len()).map_err(Error::internal)?,
             "env" => std::env::var(&self.target).map(|v| v.len()).map_err(Error::internal)?,
+            "clock" => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(Error::internal)?;
+                (now.as_secs() > 1_700_000_000) as usize
+            }
             other => return Err(Error::invalid(format!("what = {other:?}"))),
         };
         Ok(Some(vec![len as f32]))

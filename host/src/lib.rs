@@ -6,5 +6,6 @@
 //! plugins run in.
 pub mod cli;
 pub mod eval;
+pub mod features;
 pub mod io;
 pub mod plugins;

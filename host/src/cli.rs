@@ -56,6 +56,9 @@ impl SandboxArgs {
 /// The pipeline's steps.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ingest, sessionize, split, inspect and synthesize listening logs.
+    #[command(subcommand)]
+    Data(crate::data::command::DataCommand),
     /// Evaluate rankings with metric plugins.
     Eval(EvalArgs),
     /// List, check and create plugins.
@@ -140,6 +143,7 @@ impl From<KindArg> for PluginKind {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Data(cmd) => crate::data::command::run(cmd),
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
     }

@@ -5,6 +5,7 @@
 //! bootstrap) → `report`. `plugins` is the wasmtime sandbox the extractor, fusion and metric
 //! plugins run in.
 pub mod cli;
+pub mod data;
 pub mod eval;
 pub mod features;
 pub mod io;

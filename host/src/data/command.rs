@@ -1,0 +1,249 @@
+//! `encore data ...`: the command-line side of the data steps.
+use super::config::{DataConfig, Protocol};
+use super::ingest::{self, IngestOptions, OnBadRow};
+use super::synth::SynthConfig;
+use super::{export, schema, sessions, split, stats};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The embedded default log: `data/sample/listens.tsv.gz` (see `data/sample/README.md`).
+pub const SAMPLE_LISTENS: &[u8] = include_bytes!("../../../data/sample/listens.tsv.gz");
+/// Its side-car item table (durations and content).
+pub const SAMPLE_TRACKS: &[u8] = include_bytes!("../../../data/sample/tracks.tsv.gz");
+
+/// `encore data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Parse a LastFM-1K log (plain or .gz) into events.parquet, users.parquet, tracks.parquet.
+    Ingest {
+        /// The log.
+        file: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// What to do with malformed rows.
+        #[arg(long, value_enum, default_value_t = OnBadRow::Skip)]
+        on_bad_row: OnBadRow,
+    },
+    /// Ingest, filter, sessionize and split: items, users, sessions and train/valid/test Parquet.
+    Prepare(PrepareArgs),
+    /// Print users, tracks, sessions, interactions and their distributions.
+    Stats {
+        /// A directory written by `encore data prepare`.
+        dir: PathBuf,
+    },
+    /// Write the prepared data in another tool's format.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Generate a synthetic LastFM-1K-format log with a planted content signal.
+    Synth(SynthArgs),
+}
+
+/// `encore data prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The log (plain or .gz). Default: the embedded sample (data/sample/listens.tsv.gz).
+    pub file: Option<PathBuf>,
+    /// Data config (TOML), e.g. configs/data/paper.toml. Default: the defaults of docs/data.md.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Item table with durations (TSV with track_id and duration_s); overrides the config's.
+    #[arg(long)]
+    pub durations: Option<PathBuf>,
+    /// Split protocol; overrides the config's.
+    #[arg(long, value_enum)]
+    pub split: Option<Protocol>,
+    /// What to do with malformed rows; overrides the config's.
+    #[arg(long, value_enum)]
+    pub on_bad_row: Option<OnBadRow>,
+}
+
+/// `encore data export ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// RecBole atomic files (.inter, .item, and .train/.valid/.test.inter).
+    Recbole {
+        /// A directory written by `encore data prepare`.
+        dir: PathBuf,
+        /// Where to write (default: DIR/recbole).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `encore data synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Users.
+    #[arg(long, default_value_t = 50)]
+    pub users: u32,
+    /// Tracks.
+    #[arg(long, default_value_t = 5000)]
+    pub tracks: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rows in all (default 3000 per user).
+    #[arg(long)]
+    pub rows: Option<u64>,
+    /// Latent styles.
+    #[arg(long, default_value_t = 12)]
+    pub styles: u32,
+    /// Zipf exponent of popularity.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf: f64,
+    /// Chance per play that a session drifts to another style.
+    #[arg(long, default_value_t = 0.12)]
+    pub drift: f64,
+    /// Mean session length in plays.
+    #[arg(long, default_value_t = 14.0)]
+    pub session_mean: f64,
+    /// Fraction of tracks with an empty MBID.
+    #[arg(long, default_value_t = 0.15)]
+    pub empty_mbid: f64,
+    /// Chance per row of an extra malformed row.
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_rows: f64,
+    /// WAV clips for the N most popular tracks.
+    #[arg(long, default_value_t = 0)]
+    pub clips: u32,
+    /// Write listens.tsv.gz.
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+/// Runs `encore data ...`.
+pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Ingest { file, out, on_bad_row } => {
+            let start = Instant::now();
+            let log = read_log(&file, on_bad_row)?;
+            eprint!("{}", log.report.summary(&file));
+            schema::write_ingest(&out, &log).with_context(|| format!("writing the ingest of {} into {}", file.display(), out.display()))?;
+            eprintln!("wrote {} events, {} users, {} tracks to {} in {:.2}s", log.user.len(), log.users.len(), log.tracks.len(), out.display(), start.elapsed().as_secs_f64());
+            Ok(())
+        }
+        DataCommand::Prepare(a) => prepare(a),
+        DataCommand::Stats { dir } => {
+            let d = schema::read_dataset(&dir).with_context(|| format!("reading the dataset in {}", dir.display()))?;
+            print!("{}", stats::stats(&d));
+            Ok(())
+        }
+        DataCommand::Export(ExportCommand::Recbole { dir, out }) => {
+            let d = schema::read_dataset(&dir).with_context(|| format!("reading the dataset in {}", dir.display()))?;
+            let out = out.unwrap_or_else(|| dir.join("recbole"));
+            for f in export::recbole(&dir, &d, &out)? {
+                eprintln!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        DataCommand::Synth(a) => {
+            let cfg = SynthConfig {
+                users: a.users,
+                tracks: a.tracks,
+                seed: a.seed,
+                rows: a.rows,
+                styles: a.styles,
+                zipf: a.zipf,
+                drift: a.drift,
+                session_mean: a.session_mean,
+                empty_mbid: a.empty_mbid,
+                bad_rows: a.bad_rows,
+                clips: a.clips,
+                gzip: a.gzip,
+                ..SynthConfig::default()
+            };
+            let s = super::synth::synth(&cfg, &a.out).with_context(|| format!("writing the synthetic log into {}", a.out.display()))?;
+            eprintln!("wrote {} rows ({} malformed) to {}", s.rows, s.bad_rows, a.out.display());
+            Ok(())
+        }
+    }
+}
+
+fn progress_bar(path: &Path) -> indicatif::ProgressBar {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    pb.set_message(format!("reading {}", path.display()));
+    pb
+}
+
+fn read_log(file: &Path, on_bad_row: OnBadRow) -> anyhow::Result<ingest::Log> {
+    let pb = progress_bar(file);
+    let opts = IngestOptions { on_bad_row, ..IngestOptions::default() };
+    let gz = file.extension().is_some_and(|e| e == "gz");
+    let log = ingest::ingest(file, opts, &mut |b| if !gz { pb.set_position(b) })?;
+    pb.finish_and_clear();
+    Ok(log)
+}
+
+fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut cfg = match &a.config {
+        Some(p) => DataConfig::load(p)?,
+        None => DataConfig::default(),
+    };
+    if let Some(p) = a.split {
+        cfg.split.protocol = p;
+    }
+    if let Some(m) = a.on_bad_row {
+        cfg.ingest.on_bad_row = m;
+    }
+    if let Some(d) = a.durations {
+        cfg.completion.durations = Some(d);
+    }
+    let (log, name) = match &a.file {
+        Some(f) => (read_log(f, cfg.ingest.on_bad_row)?, f.display().to_string()),
+        None => {
+            let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(SAMPLE_LISTENS));
+            let name = "data/sample/listens.tsv.gz (embedded)";
+            (ingest::ingest_reader(r, Path::new(name), IngestOptions { on_bad_row: cfg.ingest.on_bad_row, ..Default::default() }, &mut |_| {})?, name.to_string())
+        }
+    };
+    eprint!("{}", log.report.summary(Path::new(&name)));
+    let t_ingest = start.elapsed();
+    let durations = match (&cfg.completion.durations, &a.file) {
+        (Some(p), _) => sessions::read_durations(p)?,
+        (None, None) => sessions::parse_durations(flate2::read::MultiGzDecoder::new(SAMPLE_TRACKS), Path::new("data/sample/tracks.tsv.gz (embedded)"))?,
+        (None, Some(_)) => Default::default(),
+    };
+    let d = sessions::build(&log, &cfg, &durations);
+    drop(log);
+    eprint!("{}", d.report.table());
+    let sp = split::split(&d.sessions, &cfg.split);
+    let t_build = start.elapsed();
+    let protocol = format!("{:?}", cfg.split.protocol).to_lowercase();
+    let mut meta = vec![("encore.source", name.clone()), ("encore.split", protocol.clone())];
+    if let Some((tv, tt)) = sp.cuts {
+        meta.push(("encore.t_valid", tv.to_string()));
+        meta.push(("encore.t_test", tt.to_string()));
+    }
+    if let Some(c) = &a.config {
+        meta.push(("encore.config", c.display().to_string()));
+    }
+    let out = &a.out;
+    schema::write_dataset(out, &d, &meta).with_context(|| format!("writing the dataset into {}", out.display()))?;
+    meta.push(("encore.n_items", d.items.len().to_string()));
+    for (name, rows) in [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)] {
+        schema::write_split(&out.join(format!("{name}.parquet")), rows, &meta)?;
+    }
+    eprintln!(
+        "split {protocol}: {} train, {} valid, {} test rows; wrote {} (ingest {:.2}s, filters+split {:.2}s, total {:.2}s)",
+        sp.train.len(),
+        sp.valid.len(),
+        sp.test.len(),
+        out.display(),
+        t_ingest.as_secs_f64(),
+        (t_build - t_ingest).as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The benchmark's Parquet files, schema version [`SCHEMA_VERSION`] (documented in
+//! `docs/data.md`). Every file carries the key-value metadata `encore.schema_version`; every file
+//! is written to a temporary name, then renamed.
+use super::ingest::Log;
+use super::sessions::{Dataset, Item, Sessions, User};
+use super::split::SplitRows;
+use anyhow::{bail, Context};
+use arrow_array::builder::{Float32Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::Field;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The version of the file layout below. Bump it on any change of columns or meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The metadata key holding [`SCHEMA_VERSION`].
+pub const SCHEMA_VERSION_KEY: &str = "encore.schema_version";
+
+fn u32s(v: &[u32]) -> ArrayRef {
+    Arc::new(UInt32Array::from(v.to_vec()))
+}
+
+fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    v.for_each(|s| b.append_value(s));
+    Arc::new(b.finish())
+}
+
+fn list(offsets: &[u32], values: ArrayRef) -> ArrayRef {
+    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+    let o: Vec<i32> = offsets.iter().map(|&x| x as i32).collect();
+    Arc::new(ListArray::new(field, arrow_buffer::OffsetBuffer::new(o.into()), values, None))
+}
+
+fn completion(v: &[Option<f32>]) -> ArrayRef {
+    let mut b = Float32Builder::with_capacity(v.len());
+    v.iter().for_each(|c| b.append_option(*c));
+    Arc::new(b.finish())
+}
+
+/// Writes `cols` to `path` with `encore.schema_version` and `extra` metadata, atomically.
+pub fn write(path: &Path, cols: Vec<(&str, ArrayRef)>, extra: &[(&str, String)]) -> anyhow::Result<()> {
+    let batch = RecordBatch::try_from_iter(cols.into_iter().map(|(n, a)| (n.to_string(), a))).with_context(|| format!("building {}", path.display()))?;
+    let mut kv = vec![KeyValue::new(SCHEMA_VERSION_KEY.into(), SCHEMA_VERSION.to_string())];
+    kv.extend(extra.iter().map(|(k, v)| KeyValue::new(k.to_string(), v.clone())));
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_key_value_metadata(Some(kv)).build();
+    crate::io::write_atomic_file(path, |file| {
+        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+        w.write(&batch)?;
+        w.close()?;
+        Ok(())
+    })
+}
+
+/// `events.parquet`, `users.parquet` and `tracks.parquet` of `encore data ingest`: every kept
+/// row, in file order, with raw (first-appearance) user and track indices.
+pub fn write_ingest(dir: &Path, log: &Log) -> anyhow::Result<()> {
+    let mut plays = vec![0u64; log.tracks.len()];
+    log.track.iter().for_each(|&t| plays[t as usize] += 1);
+    write(
+        &dir.join("tracks.parquet"),
+        vec![
+            ("track", Arc::new(UInt32Array::from_iter_values(0..log.tracks.len() as u32))),
+            ("track_id", strings(log.tracks.iter().map(|t| t.id.as_str()))),
+            ("artist_id", strings(log.tracks.iter().map(|t| t.artist_id.as_str()))),
+            ("artist", strings(log.tracks.iter().map(|t| t.artist.as_str()))),
+            ("title", strings(log.tracks.iter().map(|t| t.title.as_str()))),
+            ("plays", Arc::new(UInt64Array::from(plays))),
+        ],
+        &[],
+    )?;
+    write(
+        &dir.join("users.parquet"),
+        vec![("user", Arc::new(UInt32Array::from_iter_values(0..log.users.len() as u32))), ("user_id", strings(log.users.iter().map(|u| u.as_str())))],
+        &[],
+    )?;
+    write(
+        &dir.join("events.parquet"),
+        vec![
+            ("user", u32s(&log.user)),
+            ("ts", Arc::new(Int64Array::from(log.ts.clone()))),
+            ("track", u32s(&log.track)),
+            ("line", Arc::new(UInt64Array::from(log.line.clone()))),
+        ],
+        &[],
+    )
+}
+
+/// `items.parquet`, `users.parquet` and `sessions.parquet` of a prepared dataset.
+pub fn write_dataset(dir: &Path, d: &Dataset, meta: &[(&str, String)]) -> anyhow::Result<()> {
+    let mut meta = meta.to_vec();
+    meta.push(("encore.n_items", d.items.len().to_string()));
+    meta.push(("encore.n_users", d.users.len().to_string()));
+    let mut dur = Float32Builder::new();
+    d.items.iter().for_each(|i| dur.append_option(i.duration_s));
+    write(
+        &dir.join("items.parquet"),
+        vec![
+            ("item", Arc::new(UInt32Array::from_iter_values(0..d.items.len() as u32))),
+            ("track_id", strings(d.items.iter().map(|i| i.track.id.as_str()))),
+            ("artist_id", strings(d.items.iter().map(|i| i.track.artist_id.as_str()))),
+            ("artist", strings(d.items.iter().map(|i| i.track.artist.as_str()))),
+            ("title", strings(d.items.iter().map(|i| i.track.title.as_str()))),
+            ("plays", Arc::new(UInt64Array::from_iter_values(d.items.iter().map(|i| i.plays)))),
+            ("duration_s", Arc::new(dur.finish())),
+        ],
+        &meta,
+    )?;
+    write(
+        &dir.join("users.parquet"),
+        vec![
+            ("user", Arc::new(UInt32Array::from_iter_values(0..d.users.len() as u32))),
+            ("user_id", strings(d.users.iter().map(|u| u.id.as_str()))),
+            ("sessions", Arc::new(UInt32Array::from_iter_values(d.users.iter().map(|u| u.sessions)))),
+            ("plays", Arc::new(UInt64Array::from_iter_values(d.users.iter().map(|u| u.plays)))),
+        ],
+        &meta,
+    )?;
+    let s = &d.sessions;
+    write(
+        &dir.join("sessions.parquet"),
+        vec![
+            ("session", Arc::new(UInt32Array::from_iter_values(0..s.len() as u32))),
+            ("user", u32s(&s.user)),
+            ("items", list(&s.offsets, u32s(&s.item))),
+            ("ts", list(&s.offsets, Arc::new(Int64Array::from(s.ts.clone())))),
+            ("completion", list(&s.offsets, completion(&s.completion))),
+        ],
+        &meta,
+    )
+}
+
+/// One split file (`train.parquet`, `valid.parquet`, `test.parquet`).
+pub fn write_split(path: &Path, r: &SplitRows, meta: &[(&str, String)]) -> anyhow::Result<()> {
+    write(
+        path,
+        vec![
+            ("user", u32s(&r.user)),
+            ("session", Arc::new(UInt32Array::from(r.session.clone()))),
+            ("items", list(&r.offsets, u32s(&r.item))),
+            ("ts", list(&r.offsets, Arc::new(Int64Array::from(r.ts.clone())))),
+            ("completion", list(&r.offsets, completion(&r.completion))),
+            ("target_from", u32s(&r.target_from)),
+        ],
+        meta,
+    )
+}
+
+fn batches(path: &Path) -> anyhow::Result<(Vec<RecordBatch>, Option<String>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let version = b.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == SCHEMA_VERSION_KEY).and_then(|e| e.value.clone()));
+    let r = b.with_batch_size(65_536).build()?;
+    let out = r.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", path.display()))?;
+    Ok((out, version))
+}
+
+fn check_version(path: &Path, v: Option<String>) -> anyhow::Result<()> {
+    match v.as_deref() {
+        Some(v) if v == SCHEMA_VERSION.to_string() => Ok(()),
+        Some(v) => bail!("{}: schema version {v}, this encore reads version {SCHEMA_VERSION}", path.display()),
+        None => bail!("{}: no `{SCHEMA_VERSION_KEY}` metadata: not an encore data file", path.display()),
+    }
+}
+
+fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
+    b.column_by_name(name).with_context(|| format!("{}: no column `{name}`", path.display()))
+}
+
+/// Reads `items.parquet`, `users.parquet` and `sessions.parquet` back from `dir`.
+pub fn read_dataset(dir: &Path) -> anyhow::Result<Dataset> {
+    let mut d = Dataset::default();
+    let p = dir.join("items.parquet");
+    let (bs, v) = batches(&p)?;
+    check_version(&p, v)?;
+    for b in &bs {
+        let s = |n| -> anyhow::Result<&StringArray> { column(&p, b, n)?.as_string_opt::<i32>().with_context(|| format!("{}: `{n}` is not utf8", p.display())) };
+        let (id, aid, ar, ti) = (s("track_id")?, s("artist_id")?, s("artist")?, s("title")?);
+        let plays = column(&p, b, "plays")?.as_primitive_opt::<UInt64Type>().context("`plays` is not uint64")?;
+        let dur = column(&p, b, "duration_s")?.as_primitive_opt::<Float32Type>().context("`duration_s` is not float32")?;
+        for i in 0..b.num_rows() {
+            let track = super::ingest::Track { id: id.value(i).into(), artist_id: aid.value(i).into(), artist: ar.value(i).into(), title: ti.value(i).into() };
+            d.items.push(Item { track, plays: plays.value(i), duration_s: dur.is_valid(i).then(|| dur.value(i)) });
+        }
+    }
+    let p = dir.join("users.parquet");
+    let (bs, v) = batches(&p)?;
+    check_version(&p, v)?;
+    for b in &bs {
+        let id = column(&p, b, "user_id")?.as_string_opt::<i32>().context("`user_id` is not utf8")?;
+        let se = column(&p, b, "sessions")?.as_primitive_opt::<UInt32Type>().context("`sessions` is not uint32")?;
+        let pl = column(&p, b, "plays")?.as_primitive_opt::<UInt64Type>().context("`plays` is not uint64")?;
+        for i in 0..b.num_rows() {
+            d.users.push(User { id: id.value(i).into(), sessions: se.value(i), plays: pl.value(i) });
+        }
+    }
+    let p = dir.join("sessions.parquet");
+    d.sessions = read_sessions(&p)?;
+    Ok(d)
+}
+
+/// Reads `sessions.parquet` (or a split file, whose rows have the same list columns).
+pub fn read_sessions(p: &Path) -> anyhow::Result<Sessions> {
+    let (bs, v) = batches(p)?;
+    check_version(p, v)?;
+    let mut s = Sessions { offsets: vec![0], ..Sessions::default() };
+    for b in &bs {
+        let user = column(p, b, "user")?.as_primitive_opt::<UInt32Type>().context("`user` is not uint32")?;
+        let items = column(p, b, "items")?.as_list_opt::<i32>().context("`items` is not a list")?;
+        let ts = column(p, b, "ts")?.as_list_opt::<i32>().context("`ts` is not a list")?;
+        let co = column(p, b, "completion")?.as_list_opt::<i32>().context("`completion` is not a list")?;
+        for i in 0..b.num_rows() {
+            s.user.push(user.value(i));
+            let it = items.value(i);
+            s.item.extend(it.as_primitive_opt::<UInt32Type>().context("`items` is not list<uint32>")?.values().iter());
+            let t = ts.value(i);
+            s.ts.extend(t.as_primitive_opt::<Int64Type>().context("`ts` is not list<int64>")?.values().iter());
+            let c = co.value(i);
+            let c: &Float32Array = c.as_primitive_opt::<Float32Type>().context("`completion` is not list<float32>")?;
+            s.completion.extend(c.iter());
+            if s.ts.len() != s.item.len() || s.completion.len() != s.item.len() {
+                bail!("{}: row {i}: items, ts and completion differ in length", p.display());
+            }
+            s.offsets.push(s.item.len() as u32);
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = |id: &str| super::super::ingest::Track { id: id.into(), artist_id: "a".into(), artist: "A".into(), title: "T".into() };
+        let d = Dataset {
+            items: vec![Item { track: track("x"), plays: 2, duration_s: Some(100.0) }, Item { track: track("y"), plays: 1, duration_s: None }],
+            users: vec![User { id: "u".into(), sessions: 1, plays: 3 }],
+            sessions: Sessions { user: vec![0], offsets: vec![0, 3], item: vec![0, 1, 0], ts: vec![1, 2, 3], completion: vec![Some(0.5), None, Some(0.0)] },
+            report: Default::default(),
+        };
+        write_dataset(dir.path(), &d, &[]).unwrap();
+        let back = read_dataset(dir.path()).unwrap();
+        assert_eq!(back.items, d.items);
+        assert_eq!(back.users, d.users);
+        assert_eq!(back.sessions, d.sessions);
+    }
+}

@@ -1,0 +1,108 @@
+//! The synthetic generator: deterministic, with a planted content signal, and the paper's preset
+//! on it gives statistics in the paper's shape.
+use encore::data::config::DataConfig;
+use encore::data::ingest::{ingest, IngestOptions};
+use encore::data::sessions::{build, read_durations};
+use encore::data::synth::{synth, SynthConfig};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn cfg(users: u32, tracks: u32, rows: u64, seed: u64) -> SynthConfig {
+    SynthConfig { users, tracks, rows: Some(rows), seed, bad_rows: 0.001, ..SynthConfig::default() }
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut k = cfg(5, 300, 3000, 9);
+    k.clips = 2;
+    synth(&k, a.path()).unwrap();
+    synth(&k, b.path()).unwrap();
+    synth(&SynthConfig { seed: 10, ..k.clone() }, c.path()).unwrap();
+    for f in ["listens.tsv", "tracks.tsv", "users.tsv"] {
+        let x = std::fs::read(a.path().join(f)).unwrap();
+        assert_eq!(x, std::fs::read(b.path().join(f)).unwrap(), "{f}");
+        assert_ne!(x, std::fs::read(c.path().join(f)).unwrap(), "{f}: another seed differs");
+    }
+    let clips: Vec<_> = std::fs::read_dir(a.path().join("clips")).unwrap().collect();
+    assert_eq!(clips.len(), 2);
+    let gz = tempfile::tempdir().unwrap();
+    synth(&SynthConfig { gzip: true, ..k }, gz.path()).unwrap();
+    assert_eq!(std::fs::read(gz.path().join("listens.tsv.gz")).unwrap(), {
+        let d = tempfile::tempdir().unwrap();
+        synth(&SynthConfig { gzip: true, ..cfg(5, 300, 3000, 9) }, d.path()).unwrap();
+        std::fs::read(d.path().join("listens.tsv.gz")).unwrap()
+    });
+}
+
+fn tsv(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    lines.map(|l| header.iter().zip(l.split('\t')).map(|(h, v)| (h.to_string(), v.to_string())).collect()).collect()
+}
+
+#[test]
+fn planted_signal_styles_and_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(&cfg(30, 3000, 60_000, 1), dir.path()).unwrap();
+    let style: HashMap<String, String> = tsv(&dir.path().join("tracks.tsv")).into_iter().map(|r| (r["track_id"].clone(), r["style"].clone())).collect();
+    let prefs: HashMap<String, Vec<String>> = tsv(&dir.path().join("users.tsv")).into_iter().map(|r| (r["user_id"].clone(), r["styles"].split(',').map(String::from).collect())).collect();
+    let log = ingest(&dir.path().join("listens.tsv"), IngestOptions::default(), &mut |_| {}).unwrap();
+    assert!(log.report.bad_rows > 0 && log.report.lossy_rows > 0, "the optional malformed rows are there");
+    let mut data_cfg = DataConfig::default();
+    data_cfg.completion.last_event = encore::data::config::LastEvent::Null;
+    let d = build(&log, &data_cfg, &read_durations(&dir.path().join("tracks.tsv")).unwrap());
+    let (mut hit, mut n, mut chance) = (0usize, 0usize, 0.0);
+    let (mut c_in, mut c_out) = ((0.0, 0usize), (0.0, 0usize));
+    for s in 0..d.sessions.len() {
+        let p = &prefs[&d.users[d.sessions.user[s] as usize].id];
+        for e in d.sessions.range(s) {
+            // The malformed-but-lossy rows ("Björk") are not in the side-car: no style.
+            let Some(st) = style.get(&d.items[d.sessions.item[e] as usize].track.id) else { continue };
+            let inside = p.contains(st);
+            hit += inside as usize;
+            n += 1;
+            chance += p.len() as f64 / 12.0;
+            if let Some(c) = d.sessions.completion[e] {
+                let acc = if inside { &mut c_in } else { &mut c_out };
+                acc.0 += f64::from(c);
+                acc.1 += 1;
+            }
+        }
+    }
+    let (share, chance) = (hit as f64 / n as f64, chance / n as f64);
+    assert!(share > 0.8 && share > 3.0 * chance, "plays in preferred styles: {share:.3}, chance {chance:.3}");
+    let (m_in, m_out) = (c_in.0 / c_in.1 as f64, c_out.0 / c_out.1 as f64);
+    assert!(m_in - m_out > 0.2, "completion: preferred {m_in:.3}, other {m_out:.3}");
+}
+
+#[test]
+fn paper_preset_gives_the_papers_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(&cfg(80, 20_000, 240_000, 3), dir.path()).unwrap();
+    let mut c = DataConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/data/paper.toml")).unwrap();
+    c.completion.durations = Some(dir.path().join("tracks.tsv"));
+    let log = ingest(&dir.path().join("listens.tsv"), IngestOptions::default(), &mut |_| {}).unwrap();
+    let d = build(&log, &c, &read_durations(&dir.path().join("tracks.tsv")).unwrap());
+    let s = encore::data::stats::stats(&d);
+    println!("{}\n{s}", d.report.table());
+    // Sessions of exactly 10, users with >= 50 of them, most users kept, a long tail of tracks cut.
+    assert_eq!(s.session_lengths, vec![(10, s.sessions)]);
+    assert_eq!(s.interactions, 10 * s.sessions);
+    assert!(d.users.iter().all(|u| u.sessions >= 50));
+    assert!(s.users as f64 >= 0.6 * 80.0, "{} users kept", s.users);
+    assert!(s.tracks < 20_000 && s.tracks > 2000, "{} tracks", s.tracks);
+    let kept = s.interactions as f64 / log.user.len() as f64;
+    assert!((0.1..0.6).contains(&kept), "interactions kept: {kept:.3} (the paper: 4.2M of 19M = 0.22)");
+    for (c, &i) in d.sessions.completion.iter().zip(&d.sessions.item) {
+        match c {
+            Some(c) => assert!((0.0..=1.0).contains(c)),
+            None => assert!(d.items[i as usize].duration_s.is_none(), "null only for unknown durations"),
+        }
+    }
+    let sp = encore::data::split::split(&d.sessions, &c.split);
+    let frac = sp.test.len() as f64 / s.sessions as f64;
+    assert!((0.05..0.2).contains(&frac), "test sessions: {frac:.3}");
+    assert!(sp.train.ts.iter().all(|&t| t <= sp.cuts.unwrap().0));
+}

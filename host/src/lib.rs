@@ -7,4 +7,6 @@
 pub mod cli;
 pub mod eval;
 pub mod io;
+pub mod models;
 pub mod plugins;
+pub mod train;

@@ -64,6 +64,30 @@ pub enum Command {
     /// List, check and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Train an ID encoder (SASRec, BERT4Rec, GRU4Rec) and evaluate it by full ranking.
+    Train(TrainArgs),
+}
+
+/// `encore train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run's TOML config: `[data]`, `[encoder]`, `[train]`, `[eval]`.
+    pub config: PathBuf,
+    /// Output directory: checkpoints, best weights, item embeddings, metrics.
+    #[arg(long, default_value = "runs/encoder")]
+    pub out: PathBuf,
+    /// Continue from the last complete checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// `cpu`, or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Metric plugins for the test report, by name or path.
+    #[arg(long, value_delimiter = ',', default_values_t = ["recall", "ndcg", "mrr"].map(String::from))]
+    pub metrics: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `encore eval`.
@@ -146,7 +170,79 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => crate::data::command::run(cmd),
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
+        Command::Train(args) => train_encoder(&cli.sandbox, args),
     }
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> anyhow::Result<candle_core::Device> {
+    match s {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        _ => {
+            let n = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(r) => r.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()).with_context(|| format!("--device {s:?}: expected cpu or cuda:N"))?,
+                None => bail!("--device {s:?}: expected cpu or cuda:N"),
+            };
+            candle_core::Device::new_cuda(n).with_context(|| format!("opening {s} (is encore built with `--features cuda`?)"))
+        }
+    }
+}
+
+fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
+    use crate::train::{self, TrainConfig, TrainOptions};
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let cfg = TrainConfig::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let mut source = cfg.data.clone().with_context(|| format!("{} has no [data] section", args.config.display()))?;
+    if source.sequences.is_relative() {
+        // Paths in a config are relative to the config's directory.
+        source.sequences = args.config.parent().unwrap_or(std::path::Path::new(".")).join(&source.sequences);
+    }
+    let data = train::read_sequences_txt(&source)?;
+    let device = parse_device(&args.device)?;
+    // Load the metric plugins first: a missing plugin should fail before hours of training.
+    let runtime = sandbox.runtime()?;
+    let dirs = sandbox.dirs();
+    let plugins = args.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!(
+        "{}: {} items, {} training sequences, {} validation and {} test users",
+        cfg.encoder.name(),
+        data.n_items,
+        data.train.len(),
+        data.valid.len(),
+        data.test.len()
+    );
+    let opts = TrainOptions { out_dir: Some(args.out.clone()), resume: args.resume, progress: !args.quiet };
+    let trained = train::train(&cfg, &data, &device, &opts)?;
+    if trained.resumed_from > 0 {
+        eprintln!("resumed after epoch {}", trained.resumed_from);
+    }
+    if let Some((v, e)) = trained.best {
+        eprintln!("best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
+    }
+    let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+    train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, &device)?;
+    let report = suite.finish(None)?;
+    println!("{} on the test users ({}):", cfg.encoder.name(), if cfg.eval.sampled_negatives > 0 { format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives) } else { "full ranking".into() });
+    print!("{}", report.table());
+    report.write_parquet(&args.out.join("test_metrics.parquet"))?;
+    train::export::item_embeddings(trained.model.as_ref(), &args.out.join("item_embeddings"))?;
+    let mut summary = toml::Table::new();
+    summary.insert("encoder".into(), cfg.encoder.name().into());
+    summary.insert("epochs".into(), (trained.epochs as i64).into());
+    if let Some((v, e)) = trained.best {
+        summary.insert("best_valid".into(), v.into());
+        summary.insert("best_epoch".into(), (e as i64).into());
+    }
+    let mut test = toml::Table::new();
+    for r in &report.results {
+        test.insert(format!("{}@{}", r.metric, r.k), r.value.into());
+    }
+    summary.insert("test".into(), test.into());
+    let text = toml::to_string(&summary)?;
+    crate::io::write_atomic(&args.out.join("summary.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }
 
 fn eval_rankings(sandbox: &SandboxArgs, args: EvalArgs) -> anyhow::Result<()> {

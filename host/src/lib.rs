@@ -9,4 +9,6 @@ pub mod data;
 pub mod eval;
 pub mod features;
 pub mod io;
+pub mod models;
 pub mod plugins;
+pub mod train;

@@ -1,0 +1,132 @@
+//! BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from
+//! Transformer (Sun et al., CIKM 2019).
+//!
+//! A bidirectional transformer trained with the cloze objective: random items are replaced by a
+//! mask token and predicted from both sides. At inference the mask token is appended after the
+//! history and its output scores the next item. Architecture and initialisation follow RecBole
+//! 1.2.1 (`bert4rec.py`), whose scores are the dot product with the item table (no output bias).
+//!
+//! One difference from RecBole: its `reconstruct_test_data` drops the first history item of
+//! sequences shorter than the maximum when it appends the mask; here the most recent
+//! `max_len - 1` items are always kept.
+use super::layers::{attention_mask, dropout, embed, positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
+use super::{Objective, Result, SeqEncoder};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// BERT4Rec hyperparameters; defaults are RecBole's `bert4rec.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bert4RecConfig {
+    /// Embedding and model width.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub n_layers: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Feed-forward width.
+    pub inner_size: usize,
+    /// Dropout on hidden states.
+    pub hidden_dropout: f32,
+    /// Dropout on attention probabilities.
+    pub attn_dropout: f32,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Std of the normal initialisation.
+    pub initializer_range: f64,
+    /// Longest input sequence, mask token included.
+    pub max_len: usize,
+    /// Probability that an item is masked in training.
+    pub mask_ratio: f32,
+    /// Probability that a training batch masks only each sequence's last item (fine-tuning for
+    /// next-item prediction, RecBole's `ft_ratio`).
+    pub ft_ratio: f32,
+}
+
+impl Default for Bert4RecConfig {
+    fn default() -> Self {
+        Bert4RecConfig {
+            hidden_size: 64,
+            n_layers: 2,
+            n_heads: 2,
+            inner_size: 256,
+            hidden_dropout: 0.2,
+            attn_dropout: 0.2,
+            layer_norm_eps: 1e-12,
+            initializer_range: 0.02,
+            max_len: 50,
+            mask_ratio: 0.2,
+            ft_ratio: 0.5,
+        }
+    }
+}
+
+/// The BERT4Rec encoder.
+pub struct Bert4Rec {
+    items: Tensor,
+    pos: Tensor,
+    norm: LayerNorm,
+    encoder: TransformerEncoder,
+    cfg: Bert4RecConfig,
+    n_items: usize,
+}
+
+impl Bert4Rec {
+    /// Fresh weights; the item table has `n_items + 2` rows: the catalog, the mask token
+    /// (`n_items`) and padding (`n_items + 1`, zero).
+    pub fn new(cfg: Bert4RecConfig, n_items: usize, p: &mut Params) -> Result<Self> {
+        if cfg.max_len < 2 {
+            return Err(super::ModelError::Config("BERT4Rec needs max_len ≥ 2 (history + mask)".into()));
+        }
+        if !(0.0..=1.0).contains(&cfg.mask_ratio) || !(0.0..=1.0).contains(&cfg.ft_ratio) {
+            return Err(super::ModelError::Config("mask_ratio and ft_ratio must lie in [0, 1]".into()));
+        }
+        let std = cfg.initializer_range;
+        let items = p.var("item_embedding.weight", &[n_items + 2, cfg.hidden_size], Init::Normal(std))?;
+        p.zero_row("item_embedding.weight", n_items + 1)?;
+        let pos = p.var("position_embedding.weight", &[cfg.max_len, cfg.hidden_size], Init::Normal(std))?;
+        let norm = LayerNorm::new(p, "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps)?;
+        let spec = TransformerSpec {
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            hidden: cfg.hidden_size,
+            inner: cfg.inner_size,
+            hidden_dropout: cfg.hidden_dropout,
+            attn_dropout: cfg.attn_dropout,
+            eps: cfg.layer_norm_eps,
+            init_std: std,
+        };
+        let encoder = TransformerEncoder::new(p, "trm_encoder", &spec)?;
+        Ok(Bert4Rec { items, pos, norm, encoder, cfg, n_items })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Bert4RecConfig {
+        &self.cfg
+    }
+}
+
+impl SeqEncoder for Bert4Rec {
+    fn n_items(&self) -> usize {
+        self.n_items
+    }
+    fn pad(&self) -> u32 {
+        self.n_items as u32 + 1
+    }
+    fn objective(&self) -> Objective {
+        Objective::Cloze { mask: self.n_items as u32 }
+    }
+    fn max_len(&self) -> usize {
+        self.cfg.max_len
+    }
+    fn forward(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
+        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
+        let mask = attention_mask(lens, l, false, ids.device())?;
+        self.encoder.forward(&x, &mask, ctx)
+    }
+    fn item_table(&self) -> Result<Tensor> {
+        Ok(self.items.narrow(0, 0, self.n_items)?)
+    }
+}

@@ -1,0 +1,84 @@
+//! GRU4Rec: Session-based Recommendations with Recurrent Neural Networks (Hidasi et al., ICLR
+//! 2016).
+//!
+//! A GRU over the session's item embeddings, projected back to the embedding width; the output at
+//! each position scores the next item by dot product with the item table. Architecture and
+//! initialisation follow RecBole 1.2.1 (`gru4rec.py`): embedding (Xavier normal), embedding
+//! dropout, a bias-free GRU (Xavier uniform), and a dense layer (PyTorch's default init).
+use super::layers::{dropout, embed, Gru, Init, Linear, Params, TrainCtx};
+use super::{Objective, Result, SeqEncoder};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// GRU4Rec hyperparameters; defaults are RecBole's `gru4rec.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gru4RecConfig {
+    /// Item embedding width.
+    pub embedding_size: usize,
+    /// GRU state width.
+    pub hidden_size: usize,
+    /// Stacked GRU layers.
+    pub num_layers: usize,
+    /// Dropout on the item embeddings.
+    pub dropout_prob: f32,
+    /// Longest input sequence.
+    pub max_len: usize,
+}
+
+impl Default for Gru4RecConfig {
+    fn default() -> Self {
+        Gru4RecConfig { embedding_size: 64, hidden_size: 128, num_layers: 1, dropout_prob: 0.3, max_len: 50 }
+    }
+}
+
+/// The GRU4Rec encoder.
+pub struct Gru4Rec {
+    items: Tensor,
+    grus: Vec<Gru>,
+    dense: Linear,
+    cfg: Gru4RecConfig,
+    n_items: usize,
+}
+
+impl Gru4Rec {
+    /// Fresh weights; the item table has `n_items + 1` rows, the last one padding (zero).
+    pub fn new(cfg: Gru4RecConfig, n_items: usize, p: &mut Params) -> Result<Self> {
+        if cfg.num_layers == 0 {
+            return Err(super::ModelError::Config("GRU4Rec needs num_layers ≥ 1".into()));
+        }
+        let items = p.var("item_embedding.weight", &[n_items + 1, cfg.embedding_size], Init::XavierNormal)?;
+        p.zero_row("item_embedding.weight", n_items)?;
+        let grus = (0..cfg.num_layers)
+            .map(|i| Gru::new(p, "gru_layers", if i == 0 { cfg.embedding_size } else { cfg.hidden_size }, cfg.hidden_size, i))
+            .collect::<Result<Vec<_>>>()?;
+        let dense = Linear::torch_default(p, "dense", cfg.hidden_size, cfg.embedding_size)?;
+        Ok(Gru4Rec { items, grus, dense, cfg, n_items })
+    }
+}
+
+impl SeqEncoder for Gru4Rec {
+    fn n_items(&self) -> usize {
+        self.n_items
+    }
+    fn pad(&self) -> u32 {
+        self.n_items as u32
+    }
+    fn objective(&self) -> Objective {
+        Objective::NextItem
+    }
+    fn max_len(&self) -> usize {
+        self.cfg.max_len
+    }
+    fn forward(&self, ids: &Tensor, _lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        // Padding sits after each sequence's end, so a real position's state never depends on it.
+        let mut h = dropout(&embed(&self.items, ids)?, self.cfg.dropout_prob, ctx)?;
+        for gru in &self.grus {
+            h = gru.forward(&h)?;
+        }
+        self.dense.forward(&h)
+    }
+    fn item_table(&self) -> Result<Tensor> {
+        Ok(self.items.narrow(0, 0, self.n_items)?)
+    }
+}

@@ -1,0 +1,411 @@
+//! Layers the encoders share: parameters with seeded initialisation, linear, layer norm,
+//! dropout, multi-head attention, the feed-forward block, the transformer encoder and a GRU.
+//!
+//! They follow RecBole 1.2.1 (`recbole/model/layers.py`): post-norm transformer layers with GELU
+//! (erf form), LayerNorm eps 1e-12 and an additive -10000 attention mask. Weight names follow
+//! RecBole's PyTorch state dicts, so checkpoints can be compared with it.
+//!
+//! Every op here has a backward in candle 0.11: softmax is `candle_nn::ops::softmax` (exp, sum,
+//! div), layer norm is built from basic ops, never the fused kernels that drop gradients.
+use super::Result;
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Mutex;
+
+/// How a parameter starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Normal(0, std): RecBole's `initializer_range` for linear and embedding weights.
+    Normal(f64),
+    /// Uniform(-bound, bound): PyTorch's default for `nn.Linear` (bound 1/sqrt(fan_in)).
+    Uniform(f64),
+    /// Xavier (Glorot) normal, from the fan-in and fan-out of a 2-D weight.
+    XavierNormal,
+    /// Xavier (Glorot) uniform.
+    XavierUniform,
+    /// All zeros (biases, LayerNorm shift).
+    Zeros,
+    /// All ones (LayerNorm scale).
+    Ones,
+}
+
+/// The trainable tensors of a model, created from a seeded generator (candle's CPU generator
+/// cannot be seeded) and kept in a `VarMap` for the optimizer and checkpoints.
+pub struct Params {
+    map: VarMap,
+    rng: StdRng,
+    device: Device,
+}
+
+impl Params {
+    /// An empty set whose initial values follow from `seed`.
+    pub fn new(seed: u64, device: &Device) -> Self {
+        Params { map: VarMap::new(), rng: StdRng::seed_from_u64(seed), device: device.clone() }
+    }
+
+    /// The device parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The variables, by name.
+    pub fn var_map(&self) -> &VarMap {
+        &self.map
+    }
+
+    /// The variables sorted by name (a stable order for optimizers and checkpoints).
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = self.map.data().lock().expect("var map lock");
+        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Creates a trainable tensor `name` of `shape`.
+    pub fn var(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let (fan_out, fan_in) = match shape {
+            [o, i] => (*o as f64, *i as f64),
+            [o] => (*o as f64, *o as f64),
+            _ => (n as f64, n as f64),
+        };
+        let data: Vec<f32> = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal(std) => (0..n).map(|_| (normal(&mut self.rng) * std) as f32).collect(),
+            Init::XavierNormal => {
+                let std = (2.0 / (fan_in + fan_out)).sqrt();
+                (0..n).map(|_| (normal(&mut self.rng) * std) as f32).collect()
+            }
+            Init::Uniform(b) => (0..n).map(|_| self.rng.random_range(-b..b) as f32).collect(),
+            Init::XavierUniform => {
+                let b = (6.0 / (fan_in + fan_out)).sqrt();
+                (0..n).map(|_| self.rng.random_range(-b..b) as f32).collect()
+            }
+        };
+        let t = Tensor::from_vec(data, shape, &self.device)?;
+        let var = Var::from_tensor(&t)?;
+        let mut map = self.map.data().lock().expect("var map lock");
+        if map.insert(name.to_string(), var.clone()).is_some() {
+            return Err(super::ModelError::Config(format!("parameter {name} defined twice")));
+        }
+        Ok(var.as_tensor().clone())
+    }
+
+    /// Zeroes row `row` of a 2-D parameter (an embedding's padding row, as `padding_idx` does).
+    pub fn zero_row(&self, name: &str, row: usize) -> Result<()> {
+        let map = self.map.data().lock().expect("var map lock");
+        let var = map.get(name).ok_or_else(|| super::ModelError::Config(format!("no parameter {name}")))?;
+        let (rows, _) = var.dims2()?;
+        let mut mask = vec![1f32; rows];
+        mask[row] = 0.0;
+        let mask = Tensor::from_vec(mask, (rows, 1), &self.device)?;
+        var.set(&var.as_tensor().broadcast_mul(&mask)?)?;
+        Ok(())
+    }
+}
+
+/// A standard normal draw (Box–Muller; `rand` has no normal distribution without `rand_distr`).
+fn normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Training-time state: the seeded generator that draws dropout masks. Inference passes `None`.
+pub struct TrainCtx {
+    rng: Mutex<StdRng>,
+}
+
+impl TrainCtx {
+    /// A context whose masks follow from `seed`.
+    pub fn new(seed: u64) -> Self {
+        TrainCtx { rng: Mutex::new(StdRng::seed_from_u64(seed)) }
+    }
+
+    /// Draws uniform numbers in [0, 1) from the context's generator.
+    pub fn uniform(&self, n: usize) -> Vec<f32> {
+        let mut rng = self.rng.lock().expect("rng lock");
+        (0..n).map(|_| rng.random::<f32>()).collect()
+    }
+
+    /// A random index below `n`.
+    pub fn below(&self, n: u32) -> u32 {
+        self.rng.lock().expect("rng lock").random_range(0..n)
+    }
+}
+
+/// Inverted dropout with a seeded mask; the identity outside training or when `p` is 0.
+pub fn dropout(x: &Tensor, p: f32, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+    let Some(ctx) = ctx else { return Ok(x.clone()) };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = ctx.uniform(x.elem_count()).into_iter().map(|u| if u < p { 0.0 } else { scale }).collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+    Ok(x.mul(&mask)?)
+}
+
+/// `y = x Wᵀ + b`, W stored `out × in` as in PyTorch.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// RecBole's transformer initialisation: weight Normal(0, std), bias zero.
+    pub fn normal(p: &mut Params, name: &str, d_in: usize, d_out: usize, std: f64) -> Result<Self> {
+        let weight = p.var(&format!("{name}.weight"), &[d_out, d_in], Init::Normal(std))?;
+        let bias = Some(p.var(&format!("{name}.bias"), &[d_out], Init::Zeros)?);
+        Ok(Linear { weight, bias })
+    }
+
+    /// PyTorch's default `nn.Linear` initialisation: weight and bias Uniform(±1/sqrt(in)).
+    pub fn torch_default(p: &mut Params, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
+        let b = 1.0 / (d_in as f64).sqrt();
+        let weight = p.var(&format!("{name}.weight"), &[d_out, d_in], Init::Uniform(b))?;
+        let bias = Some(p.var(&format!("{name}.bias"), &[d_out], Init::Uniform(b))?);
+        Ok(Linear { weight, bias })
+    }
+
+    /// Applies the layer over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let d_in = *dims.last().expect("rank ≥ 1");
+        let rows = x.elem_count() / d_in;
+        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims;
+        *out.last_mut().expect("rank ≥ 1") = self.weight.dims()[0];
+        Ok(y.reshape(out)?)
+    }
+}
+
+/// Layer normalisation over the last dimension, from basic ops (candle's fused `layer_norm`
+/// has no backward).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Scale 1, shift 0.
+    pub fn new(p: &mut Params, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let weight = p.var(&format!("{name}.weight"), &[dim], Init::Ones)?;
+        let bias = p.var(&format!("{name}.bias"), &[dim], Init::Zeros)?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+
+    /// Normalises `x` over its last dimension.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+    }
+}
+
+/// Shared hyperparameters of a transformer encoder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransformerSpec {
+    /// Layers.
+    pub n_layers: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Model width.
+    pub hidden: usize,
+    /// Feed-forward width.
+    pub inner: usize,
+    /// Dropout on hidden states.
+    pub hidden_dropout: f32,
+    /// Dropout on attention probabilities.
+    pub attn_dropout: f32,
+    /// LayerNorm epsilon.
+    pub eps: f64,
+    /// Std of the normal initialisation.
+    pub init_std: f64,
+}
+
+/// Multi-head self-attention with residual and post-norm (RecBole's `MultiHeadAttention`).
+#[derive(Debug, Clone)]
+pub struct MultiHeadAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    dense: Linear,
+    norm: LayerNorm,
+    n_heads: usize,
+    attn_dropout: f32,
+    hidden_dropout: f32,
+}
+
+impl MultiHeadAttention {
+    /// Weights under `name.{query,key,value,dense,LayerNorm}`.
+    pub fn new(p: &mut Params, name: &str, s: &TransformerSpec) -> Result<Self> {
+        if s.hidden % s.n_heads != 0 {
+            return Err(super::ModelError::Config(format!("hidden size {} is not a multiple of {} heads", s.hidden, s.n_heads)));
+        }
+        let lin = |p: &mut Params, n: &str| Linear::normal(p, &format!("{name}.{n}"), s.hidden, s.hidden, s.init_std);
+        Ok(MultiHeadAttention {
+            query: lin(p, "query")?,
+            key: lin(p, "key")?,
+            value: lin(p, "value")?,
+            dense: lin(p, "dense")?,
+            norm: LayerNorm::new(p, &format!("{name}.LayerNorm"), s.hidden, s.eps)?,
+            n_heads: s.n_heads,
+            attn_dropout: s.attn_dropout,
+            hidden_dropout: s.hidden_dropout,
+        })
+    }
+
+    /// `x`: B × L × d; `mask`: additive, broadcastable to B × H × L × L.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let h = self.n_heads;
+        let dh = d / h;
+        let heads = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, h, dh))?.transpose(1, 2)?.contiguous()?) };
+        let q = heads(self.query.forward(x)?)?;
+        let k = heads(self.key.forward(x)?)?;
+        let v = heads(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
+        let scores = scores.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = dropout(&probs, self.attn_dropout, ctx)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, l, d))?;
+        let out = dropout(&self.dense.forward(&out)?, self.hidden_dropout, ctx)?;
+        self.norm.forward(&(out + x)?)
+    }
+}
+
+/// Position-wise feed-forward with GELU, residual and post-norm (RecBole's `FeedForward`).
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    dense_1: Linear,
+    dense_2: Linear,
+    norm: LayerNorm,
+    dropout: f32,
+}
+
+impl FeedForward {
+    /// Weights under `name.{dense_1,dense_2,LayerNorm}`.
+    pub fn new(p: &mut Params, name: &str, s: &TransformerSpec) -> Result<Self> {
+        Ok(FeedForward {
+            dense_1: Linear::normal(p, &format!("{name}.dense_1"), s.hidden, s.inner, s.init_std)?,
+            dense_2: Linear::normal(p, &format!("{name}.dense_2"), s.inner, s.hidden, s.init_std)?,
+            norm: LayerNorm::new(p, &format!("{name}.LayerNorm"), s.hidden, s.eps)?,
+            dropout: s.hidden_dropout,
+        })
+    }
+
+    /// Applies the block to `x`.
+    pub fn forward(&self, x: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let y = self.dense_1.forward(x)?.gelu_erf()?;
+        let y = dropout(&self.dense_2.forward(&y)?, self.dropout, ctx)?;
+        self.norm.forward(&(y + x)?)
+    }
+}
+
+/// A stack of attention + feed-forward layers (RecBole's `TransformerEncoder`).
+#[derive(Debug, Clone)]
+pub struct TransformerEncoder {
+    layers: Vec<(MultiHeadAttention, FeedForward)>,
+}
+
+impl TransformerEncoder {
+    /// Weights under `name.layer.{i}.{multi_head_attention,feed_forward}`.
+    pub fn new(p: &mut Params, name: &str, s: &TransformerSpec) -> Result<Self> {
+        let layers = (0..s.n_layers)
+            .map(|i| {
+                let base = format!("{name}.layer.{i}");
+                Ok((MultiHeadAttention::new(p, &format!("{base}.multi_head_attention"), s)?, FeedForward::new(p, &format!("{base}.feed_forward"), s)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TransformerEncoder { layers })
+    }
+
+    /// Runs every layer.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (attn, ff) in &self.layers {
+            h = ff.forward(&attn.forward(&h, mask, ctx)?, ctx)?;
+        }
+        Ok(h)
+    }
+}
+
+/// The additive attention mask, `B × 1 × L × L`: 0 where a query may attend to a key, -10000
+/// elsewhere (keys past the sequence's length, and future keys when `causal`).
+pub fn attention_mask(lens: &[usize], l: usize, causal: bool, device: &Device) -> Result<Tensor> {
+    let mut m = vec![0f32; lens.len() * l * l];
+    for (b, &n) in lens.iter().enumerate() {
+        for q in 0..l {
+            for k in 0..l {
+                if k >= n || (causal && k > q) {
+                    m[(b * l + q) * l + k] = -10000.0;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (lens.len(), 1, l, l), device)?)
+}
+
+/// Embedding lookup: rows of `table` for u32 indices of any shape.
+pub fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let mut dims = ids.dims().to_vec();
+    dims.push(table.dim(1)?);
+    Ok(table.index_select(&ids.flatten_all()?, 0)?.reshape(dims)?)
+}
+
+/// Position indices `0..l` for each of `b` rows, as a `b × l` u32 tensor.
+pub fn positions(b: usize, l: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::arange(0u32, l as u32, device)?.unsqueeze(0)?.broadcast_as((b, l))?.contiguous()?)
+}
+
+/// A single-layer GRU without biases (RecBole's `nn.GRU(bias=False)`), gates ordered r, z, n as
+/// in PyTorch.
+#[derive(Debug, Clone)]
+pub struct Gru {
+    w_ih: Tensor,
+    w_hh: Tensor,
+    hidden: usize,
+}
+
+impl Gru {
+    /// Weights `name.weight_ih_l0` (3H × E) and `name.weight_hh_l0` (3H × H), Xavier uniform.
+    pub fn new(p: &mut Params, name: &str, input: usize, hidden: usize, layer: usize) -> Result<Self> {
+        let w_ih = p.var(&format!("{name}.weight_ih_l{layer}"), &[3 * hidden, input], Init::XavierUniform)?;
+        let w_hh = p.var(&format!("{name}.weight_hh_l{layer}"), &[3 * hidden, hidden], Init::XavierUniform)?;
+        Ok(Gru { w_ih, w_hh, hidden })
+    }
+
+    /// `x`: B × L × E → B × L × H, from a zero initial state.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, e) = x.dims3()?;
+        let h_dim = self.hidden;
+        // The input projections of every step in one matmul.
+        let xi = x.reshape((b * l, e))?.matmul(&self.w_ih.t()?)?.reshape((b, l, 3 * h_dim))?;
+        let w_hh_t = self.w_hh.t()?;
+        let mut h = Tensor::zeros((b, h_dim), DType::F32, x.device())?;
+        let mut outs = Vec::with_capacity(l);
+        for t in 0..l {
+            let gi = xi.narrow(1, t, 1)?.squeeze(1)?;
+            let gh = h.matmul(&w_hh_t)?;
+            let r = candle_nn::ops::sigmoid(&(gi.narrow(1, 0, h_dim)? + gh.narrow(1, 0, h_dim)?)?)?;
+            let z = candle_nn::ops::sigmoid(&(gi.narrow(1, h_dim, h_dim)? + gh.narrow(1, h_dim, h_dim)?)?)?;
+            let n = (gi.narrow(1, 2 * h_dim, h_dim)? + r.mul(&gh.narrow(1, 2 * h_dim, h_dim)?)?)?.tanh()?;
+            h = (&n + z.mul(&(&h - &n)?)?)?;
+            outs.push(h.clone());
+        }
+        Ok(Tensor::stack(&outs, 1)?)
+    }
+}

@@ -1,0 +1,149 @@
+//! Models: the ID-based sequential encoders (SASRec, BERT4Rec, GRU4Rec), one file each, and the
+//! layers they share (`layers.rs`).
+//!
+//! Item indices are `0..n_items`. Every encoder's embedding table has extra rows after the
+//! catalog: a padding row (`n_items` for SASRec and GRU4Rec), and for BERT4Rec a mask token
+//! (`n_items`) and then the padding row (`n_items + 1`). Sequences are left-aligned and padded at
+//! the end, so causal models never see padding from a real position.
+//!
+//! Only candle ops with a backward are used: no fused softmax, layer norm, rms norm or rope
+//! (candle 0.11 drops their gradients silently). A test checks that every trainable tensor gets
+//! a gradient.
+pub mod bert4rec;
+pub mod gru4rec;
+pub mod layers;
+pub mod sasrec;
+
+pub use bert4rec::{Bert4Rec, Bert4RecConfig};
+pub use gru4rec::{Gru4Rec, Gru4RecConfig};
+pub use layers::{Params, TrainCtx};
+pub use sasrec::{SasRec, SasRecConfig};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Errors from building or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A configuration value is out of range.
+    #[error("invalid model config: {0}")]
+    Config(String),
+}
+
+/// Result alias for model code.
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Which encoder, with its hyperparameters (`kind = "sasrec" | "bert4rec" | "gru4rec"` in TOML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EncoderConfig {
+    /// Causal self-attention (Kang & McAuley, 2018).
+    SasRec(SasRecConfig),
+    /// Bidirectional self-attention with the cloze objective (Sun et al., 2019).
+    Bert4Rec(Bert4RecConfig),
+    /// A GRU over the session (Hidasi et al., 2016).
+    Gru4Rec(Gru4RecConfig),
+}
+
+impl EncoderConfig {
+    /// The encoder's name, as reports print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EncoderConfig::SasRec(_) => "SASRec",
+            EncoderConfig::Bert4Rec(_) => "BERT4Rec",
+            EncoderConfig::Gru4Rec(_) => "GRU4Rec",
+        }
+    }
+    /// The longest input sequence the encoder takes.
+    pub fn max_len(&self) -> usize {
+        match self {
+            EncoderConfig::SasRec(c) => c.max_len,
+            EncoderConfig::Bert4Rec(c) => c.max_len,
+            EncoderConfig::Gru4Rec(c) => c.max_len,
+        }
+    }
+    /// Builds the encoder with fresh weights drawn from `params`.
+    pub fn build(&self, n_items: usize, params: &mut Params) -> Result<Box<dyn SeqEncoder>> {
+        Ok(match self {
+            EncoderConfig::SasRec(c) => Box::new(SasRec::new(c.clone(), n_items, params)?),
+            EncoderConfig::Bert4Rec(c) => Box::new(Bert4Rec::new(c.clone(), n_items, params)?),
+            EncoderConfig::Gru4Rec(c) => Box::new(Gru4Rec::new(c.clone(), n_items, params)?),
+        })
+    }
+}
+
+/// How an encoder is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Predict the next item at every position (SASRec, GRU4Rec).
+    NextItem,
+    /// Predict masked items (BERT4Rec's cloze task); the mask token's index.
+    Cloze {
+        /// The mask token (`n_items`).
+        mask: u32,
+    },
+}
+
+/// What the training loop and the scorers need from an encoder.
+pub trait SeqEncoder: Send + Sync {
+    /// Catalog size (scored items).
+    fn n_items(&self) -> usize;
+    /// The padding index fed after the end of a sequence.
+    fn pad(&self) -> u32;
+    /// How it is trained.
+    fn objective(&self) -> Objective;
+    /// Hidden states `B × L × d` for item indices `B × L` (u32) and the true lengths.
+    fn forward(&self, items: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor>;
+    /// The item vectors that hidden states are scored against, `n_items × d`.
+    fn item_table(&self) -> Result<Tensor>;
+    /// The longest input.
+    fn max_len(&self) -> usize;
+    /// User representations `U × d` for histories (at most `max_len` used, the most recent).
+    fn user_vectors(&self, histories: &[&[u32]], device: &Device) -> Result<Tensor> {
+        let max_len = self.max_len();
+        let (input, lens) = match self.objective() {
+            // BERT4Rec appends the mask token and reads its output.
+            Objective::Cloze { mask } => {
+                let seqs: Vec<Vec<u32>> = histories
+                    .iter()
+                    .map(|h| {
+                        let keep = h.len().min(max_len - 1);
+                        let mut s = h[h.len() - keep..].to_vec();
+                        s.push(mask);
+                        s
+                    })
+                    .collect();
+                pad_batch(&seqs.iter().map(|s| s.as_slice()).collect::<Vec<_>>(), max_len, self.pad(), device)?
+            }
+            Objective::NextItem => pad_batch(histories, max_len, self.pad(), device)?,
+        };
+        let hidden = self.forward(&input, &lens, None)?;
+        gather_last(&hidden, &lens)
+    }
+}
+
+/// Pads the most recent `max_len` items of each sequence at the end into a `B × L` u32 tensor,
+/// `L` the longest kept length; returns it with the kept lengths. Empty sequences get one padding
+/// item (their output is the model's prior).
+pub fn pad_batch(seqs: &[&[u32]], max_len: usize, pad: u32, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+    let lens: Vec<usize> = seqs.iter().map(|s| s.len().min(max_len)).collect();
+    let width = lens.iter().copied().max().unwrap_or(1).max(1);
+    let mut data = Vec::with_capacity(seqs.len() * width);
+    for (s, &l) in seqs.iter().zip(&lens) {
+        data.extend_from_slice(&s[s.len() - l..]);
+        data.extend(std::iter::repeat_n(pad, width - l));
+    }
+    let t = Tensor::from_vec(data, (seqs.len(), width), device)?;
+    Ok((t, lens.into_iter().map(|l| l.max(1)).collect()))
+}
+
+/// The hidden state at position `len - 1` of each row of `B × L × d`.
+pub fn gather_last(hidden: &Tensor, lens: &[usize]) -> Result<Tensor> {
+    let (b, l, d) = hidden.dims3()?;
+    let idx: Vec<u32> = lens.iter().enumerate().map(|(i, &n)| (i * l + n.clamp(1, l) - 1) as u32).collect();
+    let idx = Tensor::from_vec(idx, b, hidden.device())?;
+    Ok(hidden.reshape((b * l, d))?.index_select(&idx, 0)?)
+}

@@ -1,0 +1,194 @@
+//! Checkpoints: a safetensors file of weights (and optimizer moments) plus a TOML file that
+//! holds the run's config, the item count, the training state and the weights' SHA-256.
+//!
+//! The weights are written first (to a temporary file, synced, renamed), then the TOML. A
+//! checkpoint is complete exactly when its TOML exists, so a run killed mid-write leaves the
+//! previous checkpoint as the last complete one. Loading re-hashes the weights, so a truncated or
+//! altered file is named in the error instead of being loaded.
+use super::{TrainConfig, TrainError};
+use crate::models::Params;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The checkpoint format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The TOML half of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The encoder's name.
+    pub encoder: String,
+    /// Catalog size the weights were trained for.
+    pub n_items: usize,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// Best validation value so far, and the epoch it came from.
+    pub best: Option<(f64, usize)>,
+    /// Validations since the best one.
+    pub bad_evals: usize,
+    /// Validation values, one per validation.
+    pub valid_history: Vec<f64>,
+    /// The weights file, next to this one.
+    pub weights: String,
+    /// SHA-256 of the weights file, hex.
+    pub sha256: String,
+    /// The config that trained it.
+    pub config: TrainConfig,
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> TrainError {
+    move |source| TrainError::Io { context, source }
+}
+
+fn sha256_file(path: &Path) -> Result<String, TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::Corrupt { path: path.to_path_buf(), reason: format!("cannot read it: {e}") })?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `tensors` to `path` atomically; returns the file's SHA-256.
+pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<String, TrainError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    let tmp = crate::io::temp_path(path);
+    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    let written = candle_core::safetensors::save(&map, &tmp)
+        .map_err(|e| TrainError::Io { context: format!("writing {}", tmp.display()), source: std::io::Error::other(e.to_string()) })
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(format!("syncing {}", tmp.display()))))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("renaming {} to {}", tmp.display(), path.display()))));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    sha256_file(path)
+}
+
+/// Writes a checkpoint named `stem` (`stem.safetensors`, `stem.toml`) in `dir`.
+pub fn write(dir: &Path, stem: &str, tensors: &[(String, Tensor)], mut meta: Meta) -> Result<PathBuf, TrainError> {
+    let weights = dir.join(format!("{stem}.safetensors"));
+    meta.sha256 = save_tensors(&weights, tensors)?;
+    meta.weights = format!("{stem}.safetensors");
+    let text = toml::to_string(&meta).map_err(|e| TrainError::Config(format!("serialising checkpoint metadata: {e}")))?;
+    let meta_path = dir.join(format!("{stem}.toml"));
+    crate::io::write_atomic(&meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
+        .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), source: std::io::Error::other(format!("{e:#}")) })?;
+    Ok(meta_path)
+}
+
+/// The most recent complete `epoch-NNNN` checkpoint in `dir` (its TOML path).
+pub fn latest(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::Io { context: format!("listing {}", dir.display()), source: e }),
+    };
+    let mut best: Option<(usize, PathBuf)> = None;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("epoch-").and_then(|r| r.strip_suffix(".toml")).and_then(|n| n.parse::<usize>().ok()) {
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, e.path()));
+            }
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Removes `epoch-*` checkpoints in `dir` older than `keep`.
+pub fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let epoch = name.strip_prefix("epoch-").and_then(|r| r.split('.').next()).and_then(|n| n.parse::<usize>().ok());
+        if epoch.is_some_and(|n| n < keep) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Reads a checkpoint from its TOML path: the metadata and the verified tensors.
+pub fn read(meta_path: &Path, device: &Device) -> Result<(Meta, HashMap<String, Tensor>), TrainError> {
+    let corrupt = |path: &Path, reason: String| TrainError::Corrupt { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(meta_path).map_err(|e| corrupt(meta_path, format!("cannot read it: {e}")))?;
+    let meta: Meta = toml::from_str(&text).map_err(|e| corrupt(meta_path, e.to_string()))?;
+    if meta.format != FORMAT {
+        return Err(corrupt(meta_path, format!("format {} is not the format {FORMAT} this build reads", meta.format)));
+    }
+    let weights = meta_path.with_file_name(&meta.weights);
+    let sha = sha256_file(&weights)?;
+    if sha != meta.sha256 {
+        return Err(corrupt(&weights, format!("its SHA-256 is {sha}, but {} records {}", meta_path.display(), meta.sha256)));
+    }
+    let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| corrupt(&weights, e.to_string()))?;
+    Ok((meta, tensors))
+}
+
+/// Refuses a checkpoint trained with another config (other than `epochs`) or item count.
+pub fn check_matches(meta: &Meta, path: &Path, cfg: &TrainConfig, n_items: usize) -> Result<(), TrainError> {
+    let mismatch = |reason: String| TrainError::Mismatch { path: path.to_path_buf(), reason };
+    if meta.n_items != n_items {
+        return Err(mismatch(format!("it was trained on {} items, the data has {n_items}", meta.n_items)));
+    }
+    let strip = |c: &TrainConfig| {
+        let mut c = c.clone();
+        c.train.epochs = 0;
+        c.data = None;
+        c.eval = Default::default();
+        toml::Value::try_from(c).map_err(|e| TrainError::Config(e.to_string()))
+    };
+    let (a, b) = (strip(&meta.config)?, strip(cfg)?);
+    let mut diffs = Vec::new();
+    diff("", &a, &b, &mut diffs);
+    if !diffs.is_empty() {
+        return Err(mismatch(format!("its config differs at {}", diffs.join(", "))));
+    }
+    Ok(())
+}
+
+fn diff(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => diff(&p, u, v, out),
+                    (u, v) => out.push(format!("{p} (checkpoint {}, config {})", show(u), show(v))),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{prefix} (checkpoint {a}, config {b})")),
+        _ => {}
+    }
+}
+
+fn show(v: Option<&toml::Value>) -> String {
+    v.map_or("unset".into(), |v| v.to_string())
+}
+
+/// Sets every model variable from `tensors`; a missing, extra or mis-shaped tensor is a mismatch.
+pub fn load_params(params: &Params, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), TrainError> {
+    let mismatch = |reason: String| TrainError::Mismatch { path: path.to_path_buf(), reason };
+    let vars = params.named_vars();
+    for (name, var) in &vars {
+        let t = tensors.get(name).ok_or_else(|| mismatch(format!("it has no tensor {name}")))?;
+        if t.shape() != var.shape() {
+            return Err(mismatch(format!("{name} has shape {:?}, the model expects {:?}", t.dims(), var.dims())));
+        }
+        var.set(&t.to_device(params.device())?)?;
+    }
+    if let Some(extra) = tensors.keys().filter(|k| !k.starts_with("adamw.")).find(|k| !vars.iter().any(|(n, _)| n == *k)) {
+        return Err(mismatch(format!("it has a tensor {extra} the model lacks")));
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The training loop for the ID encoders.
+//!
+//! Whole-sequence training: each training sequence is cut, from its end, into windows of at most
+//! `max_len` inputs, and the loss is taken at every position at once (next item for SASRec and
+//! GRU4Rec; masked items for BERT4Rec). RecBole instead turns every prefix into its own padded
+//! sample; with absolute positions counted from the window's start, the supervision is the same
+//! for windows shorter than `max_len`, at a fraction of the compute.
+//!
+//! Everything random (initialisation, shuffling, dropout, masks, negatives) derives from the
+//! config's seed and the epoch number, so a rerun on CPU gives identical metrics, and a run
+//! resumed from an epoch checkpoint continues exactly as if it had never stopped.
+use super::checkpoint::{self, Meta};
+use super::loss::{bce_sampled, cross_entropy, IGNORE};
+use super::optim::{AdamW, ParamsAdamW};
+use super::scoring::{evaluate, NativeSink, ValidMetric};
+use super::{LossKind, SequenceData, TrainConfig, TrainError};
+use crate::models::{layers::embed, Objective, Params, SeqEncoder, TrainCtx};
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How a training run behaves, beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Where checkpoints go (`DIR/checkpoints/epoch-NNNN.*`, `DIR/best.*`); none: no checkpoints.
+    pub out_dir: Option<PathBuf>,
+    /// Continue from the last complete checkpoint in `out_dir`, if there is one.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// A trained encoder with its best weights loaded, and the run's record.
+pub struct Trained {
+    /// The encoder.
+    pub model: Box<dyn SeqEncoder>,
+    /// Its weights.
+    pub params: Params,
+    /// Best validation value and its epoch (1-based), when there was validation.
+    pub best: Option<(f64, usize)>,
+    /// Epochs completed, counting those before a resume.
+    pub epochs: usize,
+    /// The epoch training resumed after (0 for a fresh run).
+    pub resumed_from: usize,
+    /// Validation values, one per validation.
+    pub valid_history: Vec<f64>,
+    /// Mean training loss of each epoch run in this process.
+    pub losses: Vec<f64>,
+    /// Wall time of each epoch run in this process, in seconds (training only, no validation).
+    pub epoch_seconds: Vec<f64>,
+}
+
+fn mix(seed: u64, epoch: usize, stream: u64) -> u64 {
+    // SplitMix64 finaliser over (seed, epoch, stream): independent-looking seeds per use.
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Cuts sequences into training windows, from the end. Next-item windows hold up to
+/// `max_len + 1` items (inputs and the shifted targets); cloze windows up to `max_len`.
+pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<Vec<u32>> {
+    // Next-item windows overlap by one item: the last input of one is the first of the next,
+    // so every target is trained on exactly once.
+    let (span, min, overlap) = match objective {
+        Objective::NextItem => (max_len + 1, 2, 1),
+        Objective::Cloze { .. } => (max_len, 1, 0),
+    };
+    let mut out = Vec::new();
+    for s in train {
+        let mut end = s.len();
+        while end >= min {
+            let start = end.saturating_sub(span);
+            out.push(s[start..end].to_vec());
+            if start == 0 {
+                break;
+            }
+            end = start + overlap;
+        }
+    }
+    out
+}
+
+/// One batch, ready for the model: inputs, lengths, and the flat positions with their labels.
+struct Batch {
+    ids: Tensor,
+    lens: Vec<usize>,
+    rows: Vec<u32>,
+    labels: Vec<u32>,
+}
+
+fn make_batch(ws: &[&Vec<u32>], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool)>, rng: &mut StdRng, device: &Device) -> Result<Batch, TrainError> {
+    let pad = model.pad();
+    let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
+    let mut targets: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
+    match (model.objective(), cfg_mask) {
+        (Objective::NextItem, _) | (Objective::Cloze { .. }, None) => {
+            for w in ws {
+                inputs.push(w[..w.len() - 1].to_vec());
+                targets.push(w[1..].to_vec());
+            }
+        }
+        (Objective::Cloze { mask }, Some((ratio, last_only))) => {
+            for w in ws {
+                let mut inp = (*w).clone();
+                let mut tgt = vec![IGNORE; w.len()];
+                for t in 0..w.len() {
+                    let hit = if last_only { t == w.len() - 1 } else { rng.random::<f32>() < ratio };
+                    if hit {
+                        tgt[t] = w[t];
+                        inp[t] = mask;
+                    }
+                }
+                inputs.push(inp);
+                targets.push(tgt);
+            }
+        }
+    }
+    let width = inputs.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let mut data = Vec::with_capacity(inputs.len() * width);
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for (b, (inp, tgt)) in inputs.iter().zip(&targets).enumerate() {
+        data.extend_from_slice(inp);
+        data.extend(std::iter::repeat_n(pad, width - inp.len()));
+        for (t, &y) in tgt.iter().enumerate() {
+            if y != IGNORE {
+                rows.push((b * width + t) as u32);
+                labels.push(y);
+            }
+        }
+    }
+    let ids = Tensor::from_vec(data, (inputs.len(), width), device)?;
+    Ok(Batch { ids, lens: inputs.iter().map(|i| i.len().max(1)).collect(), rows, labels })
+}
+
+/// Trains the encoder `cfg` describes on `data`, with early stopping on the validation metric,
+/// and returns it with its best weights.
+pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &TrainOptions) -> Result<Trained, TrainError> {
+    cfg.check()?;
+    data.validate()?;
+    let t = &cfg.train;
+    let metric = ValidMetric::parse(&t.valid_metric)?;
+    let n_items = data.n_items;
+    let mut params = Params::new(t.seed, device);
+    let model = cfg.encoder.build(n_items, &mut params)?;
+    let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
+    let all_windows = windows(&data.train, model.objective(), model.max_len());
+    if all_windows.is_empty() {
+        return Err(TrainError::Data("no training sequence has enough items".into()));
+    }
+    let mask_cfg = match (&cfg.encoder, model.objective()) {
+        (crate::models::EncoderConfig::Bert4Rec(c), Objective::Cloze { .. }) => Some((c.mask_ratio, c.ft_ratio)),
+        _ => None,
+    };
+
+    let ckpt_dir = opts.out_dir.as_ref().map(|d| d.join("checkpoints"));
+    let mut start_epoch = 0;
+    let mut best: Option<(f64, usize)> = None;
+    let mut bad_evals = 0;
+    let mut valid_history = Vec::new();
+    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
+    if opts.resume {
+        let dir = ckpt_dir.as_ref().ok_or_else(|| TrainError::Config("--resume needs an output directory".into()))?;
+        if let Some(path) = checkpoint::latest(dir)? {
+            let (meta, tensors) = checkpoint::read(&path, device)?;
+            checkpoint::check_matches(&meta, &path, cfg, n_items)?;
+            checkpoint::load_params(&params, &tensors, &path)?;
+            opt.load_state(&tensors, meta.steps).map_err(|reason| TrainError::Mismatch { path: path.clone(), reason })?;
+            start_epoch = meta.epoch;
+            best = meta.best;
+            bad_evals = meta.bad_evals;
+            valid_history = meta.valid_history.clone();
+            if best.is_some() {
+                let best_path = opts.out_dir.as_ref().expect("checked above").join("best.toml");
+                let (bmeta, btensors) = checkpoint::read(&best_path, device)?;
+                checkpoint::check_matches(&bmeta, &best_path, cfg, n_items)?;
+                let mut w: Vec<(String, Tensor)> = btensors.into_iter().collect();
+                w.sort_by(|a, b| a.0.cmp(&b.0));
+                best_weights = Some(w);
+            }
+            tracing::info!("resuming from {} after epoch {start_epoch}", path.display());
+        }
+    }
+    let resumed_from = start_epoch;
+
+    let meta_for = |epoch: usize, steps: usize, best: Option<(f64, usize)>, bad_evals: usize, hist: &[f64]| Meta {
+        format: checkpoint::FORMAT,
+        encoder: cfg.encoder.name().into(),
+        n_items,
+        epoch,
+        steps,
+        best,
+        bad_evals,
+        valid_history: hist.to_vec(),
+        weights: String::new(),
+        sha256: String::new(),
+        config: cfg.clone(),
+    };
+
+    let mut losses = Vec::new();
+    let mut epoch_seconds = Vec::new();
+    let mut epoch = start_epoch;
+    let stopped_early = bad_evals >= t.patience && best.is_some();
+    while epoch < t.epochs && !stopped_early {
+        let mut rng = StdRng::seed_from_u64(mix(t.seed, epoch, 1));
+        let ctx = TrainCtx::new(mix(t.seed, epoch, 2));
+        let mut order: Vec<&Vec<u32>> = all_windows.iter().collect();
+        order.shuffle(&mut rng);
+        let n_batches = order.len().div_ceil(t.batch_size);
+        let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed_precise}<{eta_precise}]").expect("valid template").progress_chars("=> "));
+        bar.set_prefix(format!("{} epoch {}", cfg.encoder.name(), epoch + 1));
+        let started = Instant::now();
+        let (mut loss_sum, mut loss_n, mut seqs) = (0.0, 0usize, 0usize);
+        for chunk in order.chunks(t.batch_size) {
+            let mask = mask_cfg.map(|(ratio, ft)| (ratio, rng.random::<f32>() < ft));
+            let batch = make_batch(chunk, model.as_ref(), mask, &mut rng, device)?;
+            seqs += chunk.len();
+            bar.inc(1);
+            if batch.labels.is_empty() {
+                continue;
+            }
+            let hidden = model.forward(&batch.ids, &batch.lens, Some(&ctx))?;
+            let (b, l, d) = hidden.dims3()?;
+            let rows = Tensor::from_vec(batch.rows.clone(), batch.rows.len(), device)?;
+            let h = hidden.reshape((b * l, d))?.index_select(&rows, 0)?;
+            let table = model.item_table()?;
+            let loss = match t.loss {
+                LossKind::Ce => cross_entropy(&h.matmul(&table.t()?)?, &batch.labels)?,
+                LossKind::Bce => {
+                    let negs: Vec<u32> = batch
+                        .labels
+                        .iter()
+                        .map(|&y| loop {
+                            let j = rng.random_range(0..n_items as u32);
+                            if j != y || n_items == 1 {
+                                break j;
+                            }
+                        })
+                        .collect();
+                    let pos = embed(&table, &Tensor::new(batch.labels.as_slice(), device)?)?;
+                    let neg = embed(&table, &Tensor::new(negs.as_slice(), device)?)?;
+                    bce_sampled(&(&h * pos)?.sum(1)?, &(&h * neg)?.sum(1)?)?
+                }
+            };
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            let v = loss.to_scalar::<f32>()? as f64;
+            loss_sum += v;
+            loss_n += 1;
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("loss {:.4} · {:.0} seq/s", loss_sum / loss_n as f64, seqs as f64 / secs));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let mean_loss = loss_sum / loss_n.max(1) as f64;
+        losses.push(mean_loss);
+        epoch_seconds.push(secs);
+        epoch += 1;
+
+        let validate = !data.valid.is_empty() && (epoch % t.eval_every == 0 || epoch == t.epochs);
+        let mut improved = false;
+        if validate {
+            let mut sink = NativeSink::new(metric, n_items as u32);
+            evaluate(model.as_ref(), &data.valid, &cfg.eval, &mut sink, device)?;
+            let v = sink.value();
+            valid_history.push(v);
+            if best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, epoch));
+                bad_evals = 0;
+                improved = true;
+                best_weights = Some(params.named_vars().into_iter().map(|(n, var)| Ok((n, var.as_tensor().copy()?))).collect::<Result<_, TrainError>>()?);
+            } else {
+                bad_evals += 1;
+            }
+            tracing::info!("epoch {epoch}: loss {mean_loss:.4}, valid {} {v:.4} ({secs:.2}s)", t.valid_metric);
+        } else {
+            tracing::info!("epoch {epoch}: loss {mean_loss:.4} ({secs:.2}s)");
+        }
+        if let (Some(out), Some(dir)) = (&opts.out_dir, &ckpt_dir) {
+            if improved {
+                let w = best_weights.as_ref().expect("set when improved");
+                checkpoint::write(out, "best", w, meta_for(epoch, opt.steps(), best, bad_evals, &valid_history))?;
+            }
+            let mut tensors: Vec<(String, Tensor)> = params.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+            tensors.extend(opt.state());
+            checkpoint::write(dir, &format!("epoch-{epoch:04}"), &tensors, meta_for(epoch, opt.steps(), best, bad_evals, &valid_history))?;
+            checkpoint::prune(dir, epoch);
+        }
+        if best.is_some() && bad_evals >= t.patience {
+            tracing::info!("early stop after epoch {epoch}: no improvement in {} validations", t.patience);
+            break;
+        }
+    }
+    if let Some(w) = &best_weights {
+        let map = w.iter().cloned().collect();
+        checkpoint::load_params(&params, &map, std::path::Path::new("best weights"))?;
+    }
+    Ok(Trained { model, params, best, epochs: epoch, resumed_from, valid_history, losses, epoch_seconds })
+}

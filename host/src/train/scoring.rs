@@ -1,0 +1,184 @@
+//! Evaluating an encoder: a [`Scorer`] that runs the model's user representation against the
+//! item table, so the foundation's `full_ranking` and the metric plugins evaluate it; a sampled
+//! option (the positive among N seeded negatives); and a native metric sink for early stopping.
+use super::{EvalCase, EvalParams, TrainError};
+use crate::eval::{self, native, EvalUser, RankOptions, RankingSink, Scorer};
+use crate::models::SeqEncoder;
+use crate::plugins::metric::Ranking;
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Scores the whole catalog for evaluation users by `user vector · item tableᵀ`.
+pub struct EncoderScorer<'a> {
+    model: &'a dyn SeqEncoder,
+    cases: &'a [EvalCase],
+    items_t: Tensor,
+    device: Device,
+}
+
+impl<'a> EncoderScorer<'a> {
+    /// A scorer over `cases`, in their order.
+    pub fn new(model: &'a dyn SeqEncoder, cases: &'a [EvalCase], device: &Device) -> Result<Self, TrainError> {
+        let items_t = model.item_table()?.t()?.contiguous()?;
+        Ok(EncoderScorer { model, cases, items_t, device: device.clone() })
+    }
+}
+
+impl Scorer for EncoderScorer<'_> {
+    fn n_items(&self) -> usize {
+        self.model.n_items()
+    }
+    fn score(&self, users: std::ops::Range<usize>) -> anyhow::Result<Vec<f32>> {
+        let hist: Vec<&[u32]> = self.cases[users].iter().map(|c| c.history.as_slice()).collect();
+        let u = self.model.user_vectors(&hist, &self.device)?;
+        Ok(u.matmul(&self.items_t)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// The evaluation users for `cases`: their history is what gets masked when masking is on.
+pub fn eval_users(cases: &[EvalCase]) -> Vec<EvalUser> {
+    cases.iter().map(|c| EvalUser { seen: c.history.clone(), targets: c.targets.clone() }).collect()
+}
+
+/// Evaluates `model` on `cases` into `sink`: full ranking, or sampled when
+/// `params.sampled_negatives > 0`.
+pub fn evaluate(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
+    if params.sampled_negatives > 0 {
+        return sampled_ranking(model, cases, params, sink, device);
+    }
+    let scorer = EncoderScorer::new(model, cases, device)?;
+    let opts = RankOptions { batch_users: params.batch_users.max(1), mask_seen: params.mask_history };
+    eval::full_ranking(&scorer, &eval_users(cases), sink, opts).map_err(TrainError::Eval)
+}
+
+/// Sampled evaluation: each user's targets ranked among `sampled_negatives` items drawn
+/// uniformly, without replacement, from the items outside their history and targets. The draw
+/// for user `u` depends only on `(sample_seed, u)`, so it is the same for every model and batch
+/// size. Ties rank the lower index first, as in full ranking.
+pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
+    let n = model.n_items();
+    let k = sink.max_k() as usize;
+    let table = model.item_table()?;
+    for (b, chunk) in cases.chunks(params.batch_users.max(1)).enumerate() {
+        let hist: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
+        let users = model.user_vectors(&hist, device)?;
+        let mut batch = Vec::new();
+        for (i, case) in chunk.iter().enumerate() {
+            if case.targets.is_empty() {
+                continue;
+            }
+            let u = b * params.batch_users.max(1) + i;
+            let mut excluded: std::collections::HashSet<u32> = case.history.iter().chain(&case.targets).copied().collect();
+            let available = n.saturating_sub(excluded.len());
+            let want = params.sampled_negatives.min(available);
+            let mut rng = StdRng::seed_from_u64(params.sample_seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut cands: Vec<u32> = case.targets.clone();
+            cands.sort_unstable();
+            cands.dedup();
+            let targets = cands.clone();
+            while cands.len() < targets.len() + want {
+                let j = rng.random_range(0..n as u32);
+                if excluded.insert(j) {
+                    cands.push(j);
+                }
+            }
+            let idx = Tensor::new(cands.as_slice(), device)?;
+            let scores = table.index_select(&idx, 0)?.matmul(&users.narrow(0, i, 1)?.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut order: Vec<usize> = (0..cands.len()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
+            let ranked = order.into_iter().take(k).map(|j| cands[j]).collect();
+            batch.push(Ranking { ranked, targets });
+        }
+        sink.add(&batch).map_err(TrainError::Eval)?;
+    }
+    Ok(())
+}
+
+/// A validation metric, e.g. `ndcg@10`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidMetric {
+    /// Which metric.
+    pub kind: MetricKind,
+    /// Its cutoff.
+    pub k: u32,
+}
+
+/// The metrics early stopping can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Recall@K.
+    Recall,
+    /// NDCG@K.
+    Ndcg,
+    /// MRR@K.
+    Mrr,
+    /// Hit@K.
+    Hit,
+}
+
+impl ValidMetric {
+    /// Parses `name@K`.
+    pub fn parse(s: &str) -> Result<Self, TrainError> {
+        let bad = || TrainError::Config(format!("valid_metric {s:?} is not one of recall@K, ndcg@K, mrr@K, hit@K"));
+        let (name, k) = s.split_once('@').ok_or_else(bad)?;
+        let k: u32 = k.parse().map_err(|_| bad())?;
+        let kind = match name.to_ascii_lowercase().as_str() {
+            "recall" => MetricKind::Recall,
+            "ndcg" => MetricKind::Ndcg,
+            "mrr" => MetricKind::Mrr,
+            "hit" => MetricKind::Hit,
+            _ => return Err(bad()),
+        };
+        if k == 0 {
+            return Err(bad());
+        }
+        Ok(ValidMetric { kind, k })
+    }
+}
+
+/// A sink computing one metric natively (`eval::native`): cheap enough to run every epoch.
+pub struct NativeSink {
+    metric: ValidMetric,
+    n_items: u32,
+    sum: f64,
+    users: usize,
+}
+
+impl NativeSink {
+    /// An empty tally.
+    pub fn new(metric: ValidMetric, n_items: u32) -> Self {
+        NativeSink { metric, n_items, sum: 0.0, users: 0 }
+    }
+    /// The mean over users (0 without users).
+    pub fn value(&self) -> f64 {
+        if self.users == 0 {
+            0.0
+        } else {
+            self.sum / self.users as f64
+        }
+    }
+}
+
+impl RankingSink for NativeSink {
+    fn n_items(&self) -> u32 {
+        self.n_items
+    }
+    fn max_k(&self) -> u32 {
+        self.metric.k
+    }
+    fn add(&mut self, batch: &[Ranking]) -> anyhow::Result<()> {
+        let k = self.metric.k as usize;
+        for r in batch {
+            let top = &r.ranked[..r.ranked.len().min(k)];
+            self.sum += match self.metric.kind {
+                MetricKind::Recall => native::recall(top, &r.targets),
+                MetricKind::Ndcg => native::ndcg(top, &r.targets, k),
+                MetricKind::Mrr => native::mrr(top, &r.targets),
+                MetricKind::Hit => native::hit(top, &r.targets),
+            };
+            self.users += 1;
+        }
+        Ok(())
+    }
+}

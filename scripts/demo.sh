@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the embedded default sample. Installs what it needs: the wasm32-wasip2 target.
+# The main job on the embedded default sample: prepare the data, train SASRec, evaluate it and a
+# most-popular baseline by full ranking through the metric plugins. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 cargo plugins
-cargo run -p encore -- plugin list
-cargo run -p encore -- eval --rankings data/sample/rankings.parquet --out results/sample-eval.parquet
+cargo run -p encore -- run configs/default.toml --out runs/default

@@ -56,6 +56,8 @@ impl SandboxArgs {
 /// The pipeline's steps.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The pipeline end to end: prepare data, train encoders, evaluate them and a baseline.
+    Run(RunArgs),
     /// Ingest, sessionize, split, inspect and synthesize listening logs.
     #[command(subcommand)]
     Data(crate::data::command::DataCommand),
@@ -86,6 +88,23 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_values_t = ["recall", "ndcg", "mrr"].map(String::from))]
     pub metrics: Vec<String>,
     /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `encore run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The run config: `[data]`, `[[encoder]]`, `[train]`, `[eval]`, `[report]`, `[sandbox]`.
+    #[arg(default_value = "configs/default.toml")]
+    pub config: PathBuf,
+    /// Output directory: the prepared data, each encoder's run, results.parquet.
+    #[arg(long, default_value = "runs/default")]
+    pub out: PathBuf,
+    /// `cpu`, or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -171,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
+        Command::Run(args) => run_pipeline(&cli.sandbox, args),
     }
 }
 
@@ -242,6 +262,22 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
     let text = toml::to_string(&summary)?;
     crate::io::write_atomic(&args.out.join("summary.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
     eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn run_pipeline(sandbox: &SandboxArgs, args: RunArgs) -> anyhow::Result<()> {
+    let cfg = crate::run::RunConfig::load(&args.config)?;
+    let device = parse_device(&args.device)?;
+    let reports = crate::run::run(&cfg, &args.config, &args.out, &sandbox.plugin_dirs, &device, !args.quiet)?;
+    let what = if cfg.eval.sampled_negatives > 0 {
+        format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives)
+    } else {
+        "full ranking over all items".to_string()
+    };
+    let n = reports.first().map_or(0, |r| r.1.n_users);
+    println!("test: {n} cases, {what}; ± is half the 95% bootstrap interval over cases");
+    print!("{}", crate::run::table(&reports));
+    eprintln!("wrote {}", args.out.join("results.parquet").display());
     Ok(())
 }
 

@@ -11,4 +11,5 @@ pub mod features;
 pub mod io;
 pub mod models;
 pub mod plugins;
+pub mod run;
 pub mod train;

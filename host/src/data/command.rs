@@ -186,7 +186,6 @@ fn read_log(file: &Path, on_bad_row: OnBadRow) -> anyhow::Result<ingest::Log> {
 }
 
 fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
-    let start = Instant::now();
     let mut cfg = match &a.config {
         Some(p) => DataConfig::load(p)?,
         None => DataConfig::default(),
@@ -200,7 +199,16 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     if let Some(d) = a.durations {
         cfg.completion.durations = Some(d);
     }
-    let (log, name) = match &a.file {
+    prepare_into(a.file.as_deref(), &cfg, a.config.as_deref(), &a.out)?;
+    Ok(())
+}
+
+/// Ingests `file` (the embedded sample when `None`), filters, sessionizes and splits it by `cfg`,
+/// and writes the dataset and its splits into `out`. Returns them for the caller to go on with.
+/// `config_path` is recorded in the files' metadata.
+pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&Path>, out: &Path) -> anyhow::Result<(sessions::Dataset, split::Splits)> {
+    let start = Instant::now();
+    let (log, name) = match file {
         Some(f) => (read_log(f, cfg.ingest.on_bad_row)?, f.display().to_string()),
         None => {
             let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(SAMPLE_LISTENS));
@@ -210,12 +218,12 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     };
     eprint!("{}", log.report.summary(Path::new(&name)));
     let t_ingest = start.elapsed();
-    let durations = match (&cfg.completion.durations, &a.file) {
+    let durations = match (&cfg.completion.durations, file) {
         (Some(p), _) => sessions::read_durations(p)?,
         (None, None) => sessions::parse_durations(flate2::read::MultiGzDecoder::new(SAMPLE_TRACKS), Path::new("data/sample/tracks.tsv.gz (embedded)"))?,
         (None, Some(_)) => Default::default(),
     };
-    let d = sessions::build(&log, &cfg, &durations);
+    let d = sessions::build(&log, cfg, &durations);
     drop(log);
     eprint!("{}", d.report.table());
     let sp = split::split(&d.sessions, &cfg.split);
@@ -226,10 +234,9 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
         meta.push(("encore.t_valid", tv.to_string()));
         meta.push(("encore.t_test", tt.to_string()));
     }
-    if let Some(c) = &a.config {
+    if let Some(c) = config_path {
         meta.push(("encore.config", c.display().to_string()));
     }
-    let out = &a.out;
     schema::write_dataset(out, &d, &meta).with_context(|| format!("writing the dataset into {}", out.display()))?;
     meta.push(("encore.n_items", d.items.len().to_string()));
     for (name, rows) in [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)] {
@@ -245,5 +252,5 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
         (t_build - t_ingest).as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok((d, sp))
 }

@@ -58,6 +58,33 @@ impl SequenceData {
         d
     }
 
+    /// From `encore data prepare`'s splits. A training row trains whole. A validation or test row
+    /// (`items[..target_from]` context, `items[target_from..]` targets, predicted one after another)
+    /// gives one case per target position `p`: history `items[..p]`, target `items[p]`.
+    pub fn from_splits(n_items: usize, s: &crate::data::split::Splits) -> Self {
+        let rows = |r: &crate::data::split::SplitRows| -> Vec<(Vec<u32>, usize)> {
+            (0..r.len())
+                .map(|i| (r.item[r.offsets[i] as usize..r.offsets[i + 1] as usize].to_vec(), r.target_from[i] as usize))
+                .collect()
+        };
+        let cases = |r: &crate::data::split::SplitRows| -> Vec<EvalCase> {
+            rows(r)
+                .into_iter()
+                .flat_map(|(items, from)| {
+                    (from.max(1)..items.len())
+                        .map(|p| EvalCase { history: items[..p].to_vec(), targets: vec![items[p]] })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        SequenceData {
+            n_items,
+            train: rows(&s.train).into_iter().map(|(items, _)| items).filter(|v| v.len() >= 2).collect(),
+            valid: cases(&s.valid),
+            test: cases(&s.test),
+        }
+    }
+
     /// Checks that every item index lies in the catalog.
     pub fn validate(&self) -> Result<(), TrainError> {
         let n = self.n_items;

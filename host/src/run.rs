@@ -1,0 +1,226 @@
+//! `encore run CONFIG.toml`: the pipeline end to end. Prepare the data (ingest, filters,
+//! sessions, split), train each configured ID encoder, and evaluate every encoder and a
+//! most-popular baseline on the same test cases through the metric plugins, with bootstrap
+//! confidence intervals.
+use crate::data::command::prepare_into;
+use crate::data::config::DataConfig;
+use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, EvalUser, MetricSuite, RankOptions, Scorer};
+use crate::models::EncoderConfig;
+use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
+use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A run config: `[data]`, one or more `[[encoder]]`, `[train]`, `[eval]`, `[report]`, `[sandbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where the listening log comes from and how it is prepared.
+    #[serde(default)]
+    pub data: RunData,
+    /// The encoders to train, each with its hyperparameters.
+    pub encoder: Vec<EncoderConfig>,
+    /// Optimisation, shared by every encoder.
+    #[serde(default)]
+    pub train: TrainParams,
+    /// Evaluation of the encoders.
+    #[serde(default)]
+    pub eval: EvalParams,
+    /// What the final table reports.
+    #[serde(default)]
+    pub report: ReportParams,
+    /// Plugin sandbox limits and grants.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// `[data]`: paths are relative to the run config's directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunData {
+    /// A LastFM-1K-format log; absent: the embedded sample (data/sample/listens.tsv.gz).
+    pub log: Option<PathBuf>,
+    /// A data config (filters, completion, split), e.g. configs/data/paper.toml; absent: defaults.
+    pub config: Option<PathBuf>,
+    /// A duration table (track_id, duration_s); overrides the data config's.
+    pub durations: Option<PathBuf>,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportParams {
+    /// Metric plugins.
+    pub metrics: Vec<String>,
+    /// Bootstrap resamples for the intervals (0: none).
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+    /// Also evaluate a most-popular baseline (training plays), for scale.
+    pub popularity_baseline: bool,
+}
+
+impl Default for ReportParams {
+    fn default() -> Self {
+        ReportParams { metrics: vec!["recall".into(), "ndcg".into(), "mrr".into()], bootstrap: 1000, seed: 42, popularity_baseline: true }
+    }
+}
+
+impl RunConfig {
+    /// Reads a run config; unknown keys are errors naming the key and the file. Relative paths
+    /// become relative to the config's directory.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut cfg: RunConfig = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data.log, &mut cfg.data.config, &mut cfg.data.durations].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.encoder.is_empty() {
+            bail!("{}: no [[encoder]] to train", path.display());
+        }
+        for e in &cfg.encoder {
+            TrainConfig { data: None, encoder: e.clone(), train: cfg.train.clone(), eval: cfg.eval.clone() }
+                .check()
+                .with_context(|| format!("in {}", path.display()))?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Scores every item by its number of training plays, the same for every user.
+struct Popularity {
+    scores: Vec<f32>,
+}
+
+impl Scorer for Popularity {
+    fn n_items(&self) -> usize {
+        self.scores.len()
+    }
+    fn score(&self, users: std::ops::Range<usize>) -> anyhow::Result<Vec<f32>> {
+        Ok(users.flat_map(|_| self.scores.iter().copied()).collect())
+    }
+}
+
+/// Runs the pipeline; writes `out/data/`, `out/<encoder>/` and `out/results.parquet`.
+pub fn run(
+    cfg: &RunConfig,
+    config_path: &Path,
+    out: &Path,
+    plugin_dirs: &[PathBuf],
+    device: &candle_core::Device,
+    progress: bool,
+) -> anyhow::Result<Vec<(String, EvalReport)>> {
+    // Plugins first: a missing one should fail before any training.
+    let runtime = Runtime::new(cfg.sandbox.clone(), crate::plugins::runtime::default_cache_dir())?;
+    let dirs = discover::search_path(plugin_dirs);
+    let plugins = cfg.report.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
+
+    let data_cfg = match &cfg.data.config {
+        Some(p) => DataConfig::load(p)?,
+        None => DataConfig::default(),
+    };
+    let mut data_cfg = data_cfg;
+    if let Some(d) = &cfg.data.durations {
+        data_cfg.completion.durations = Some(d.clone());
+    }
+    let (dataset, splits) = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &out.join("data"))?;
+    let data = SequenceData::from_splits(dataset.items.len(), &splits);
+    data.validate()?;
+    if data.test.is_empty() || data.valid.is_empty() {
+        bail!("the split left {} validation and {} test cases: use more data or other split settings", data.valid.len(), data.test.len());
+    }
+    eprintln!(
+        "{} items; {} training sequences; {} validation and {} test cases (each target position of a valid/test row, given the items before it)",
+        data.n_items,
+        data.train.len(),
+        data.valid.len(),
+        data.test.len()
+    );
+    let bootstrap = (cfg.report.bootstrap > 0).then_some(Bootstrap { resamples: cfg.report.bootstrap, seed: cfg.report.seed, ..Bootstrap::default() });
+    let mut reports = Vec::new();
+    if cfg.report.popularity_baseline {
+        let mut counts = vec![0f32; data.n_items];
+        for s in &data.train {
+            for &i in s {
+                counts[i as usize] += 1.0;
+            }
+        }
+        let users: Vec<EvalUser> = data.test.iter().map(|c| EvalUser { seen: c.history.clone(), targets: c.targets.clone() }).collect();
+        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
+        full_ranking(&Popularity { scores: counts }, &users, &mut suite, opts)?;
+        reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
+    }
+    for enc in &cfg.encoder {
+        let tc = TrainConfig { data: None, encoder: enc.clone(), train: cfg.train.clone(), eval: cfg.eval.clone() };
+        let dir = out.join(enc.name().to_lowercase());
+        eprintln!("training {} into {}", enc.name(), dir.display());
+        let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress })
+            .with_context(|| format!("training {} (config {})", enc.name(), config_path.display()))?;
+        if let Some((v, e)) = trained.best {
+            eprintln!("{}: best validation {} {v:.4} at epoch {e} of {}", enc.name(), cfg.train.valid_metric, trained.epochs);
+        }
+        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+        train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, device)?;
+        let report = suite.finish(bootstrap)?;
+        report.write_parquet(&dir.join("test_metrics.parquet"))?;
+        train::export::item_embeddings(trained.model.as_ref(), &dir.join("item_embeddings"))?;
+        reports.push((enc.name().to_string(), report));
+    }
+    write_results(&out.join("results.parquet"), &reports)?;
+    Ok(reports)
+}
+
+/// One row per model: `model` then `metric@k` columns, each `value ±half-width` of the interval.
+pub fn table(reports: &[(String, EvalReport)]) -> String {
+    let Some((_, first)) = reports.first() else { return String::new() };
+    let cols: Vec<(String, u32)> = first.results.iter().map(|r| (r.metric.clone(), r.k)).collect();
+    let mut rows = vec![std::iter::once("model".to_string()).chain(cols.iter().map(|(m, k)| format!("{m}@{k}"))).collect::<Vec<_>>()];
+    for (name, rep) in reports {
+        let mut row = vec![name.clone()];
+        for (m, k) in &cols {
+            let r = rep.results.iter().find(|r| &r.metric == m && r.k == *k);
+            row.push(match r {
+                Some(r) => match r.ci {
+                    Some((lo, hi)) => format!("{:.4}±{:.4}", r.value, (hi - lo) / 2.0),
+                    None => format!("{:.4}", r.value),
+                },
+                None => "-".into(),
+            });
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn write_results(path: &Path, reports: &[(String, EvalReport)]) -> anyhow::Result<()> {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+    use std::sync::Arc;
+    let rows: Vec<(&str, &eval::MetricResult)> = reports.iter().flat_map(|(m, r)| r.results.iter().map(move |x| (m.as_str(), x))).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("model", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+        ("metric", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.metric.as_str()))) as ArrayRef),
+        ("k", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1.k))) as ArrayRef),
+        ("value", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1.value))) as ArrayRef),
+        ("ci_low", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.1.ci.map(|c| c.0)))) as ArrayRef),
+        ("ci_high", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.1.ci.map(|c| c.1)))) as ArrayRef),
+        ("n_users", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1.n_users as u64))) as ArrayRef),
+    ])?;
+    crate::io::write_atomic_file(path, |file| {
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+        w.write(&batch)?;
+        w.close()?;
+        Ok(())
+    })
+}

@@ -214,11 +214,22 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let cfg = TrainConfig::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
     let mut source = cfg.data.clone().with_context(|| format!("{} has no [data] section", args.config.display()))?;
-    if source.sequences.is_relative() {
-        // Paths in a config are relative to the config's directory.
-        source.sequences = args.config.parent().unwrap_or(std::path::Path::new(".")).join(&source.sequences);
+    // Paths in a config are relative to the config's directory.
+    let base = args.config.parent().unwrap_or(std::path::Path::new("."));
+    for p in [&mut source.sequences, &mut source.prepared].into_iter().flatten() {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
     }
-    let data = train::read_sequences_txt(&source)?;
+    let data = match (&source.prepared, &source.sequences) {
+        (Some(dir), None) => {
+            let (n_items, splits) = crate::data::schema::read_splits(dir).with_context(|| format!("reading the prepared data in {}", dir.display()))?;
+            train::SequenceData::from_splits(n_items, &splits)
+        }
+        (None, Some(_)) => train::read_sequences_txt(&source)?,
+        _ => bail!("{}: [data] takes exactly one of `prepared` (a directory from `encore data prepare`) or `sequences`", args.config.display()),
+    };
+    data.validate()?;
     let device = parse_device(&args.device)?;
     // Load the metric plugins first: a missing plugin should fail before hours of training.
     let runtime = sandbox.runtime()?;

@@ -58,3 +58,29 @@ fn run_refuses_unknown_keys_and_missing_encoders() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("encoder"), "{err}");
 }
+
+#[test]
+fn train_reads_the_splits_that_data_prepare_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = dir.path().join("prepared");
+    let o = common::encore()
+        .args(["data", "prepare", "--config"])
+        .arg(common::workspace().join("configs/data/sample.toml"))
+        .arg("--out")
+        .arg(&prepared)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = dir.path().join("train.toml");
+    std::fs::write(&cfg, "[data]\nprepared = \"prepared\"\n\n[encoder]\nkind = \"gru4rec\"\n\n[train]\nepochs = 1\n").unwrap();
+    let o = common::encore().args(["train"]).arg(&cfg).arg("--out").arg(dir.path().join("run")).arg("--quiet").output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(err.contains("1978 items"), "{err}");
+    assert!(out.lines().any(|l| l.starts_with("recall")), "{out}");
+
+    std::fs::write(&cfg, "[data]\nprepared = \"prepared\"\nsequences = \"x.txt\"\n\n[encoder]\nkind = \"gru4rec\"\n").unwrap();
+    let o = common::encore().args(["train"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exactly one of `prepared`"), "{err}");
+}

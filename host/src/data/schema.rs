@@ -234,6 +234,41 @@ pub fn read_sessions(p: &Path) -> anyhow::Result<Sessions> {
     Ok(s)
 }
 
+/// Reads a split file (`train.parquet`, `valid.parquet`, `test.parquet`) back.
+pub fn read_split(p: &Path) -> anyhow::Result<SplitRows> {
+    let s = read_sessions(p)?;
+    let (bs, _) = batches(p)?;
+    let mut r = SplitRows { user: s.user, offsets: s.offsets, item: s.item, ts: s.ts, completion: s.completion, ..SplitRows::default() };
+    for b in &bs {
+        let tf = column(p, b, "target_from")?.as_primitive_opt::<UInt32Type>().context("`target_from` is not uint32")?;
+        let se = column(p, b, "session")?.as_primitive_opt::<UInt32Type>().context("`session` is not uint32")?;
+        r.target_from.extend(tf.values().iter());
+        r.session.extend(se.iter());
+    }
+    for i in 0..r.len() {
+        let n = r.offsets[i + 1] - r.offsets[i];
+        if r.target_from[i] > n {
+            bail!("{}: row {i}: target_from {} is past the row's {n} items", p.display(), r.target_from[i]);
+        }
+    }
+    Ok(r)
+}
+
+/// Reads the three split files and the catalog size (`items.parquet`'s rows) of a prepared directory.
+pub fn read_splits(dir: &Path) -> anyhow::Result<(usize, super::split::Splits)> {
+    let p = dir.join("items.parquet");
+    let (bs, v) = batches(&p)?;
+    check_version(&p, v)?;
+    let n_items = bs.iter().map(|b| b.num_rows()).sum();
+    let sp = super::split::Splits {
+        train: read_split(&dir.join("train.parquet"))?,
+        valid: read_split(&dir.join("valid.parquet"))?,
+        test: read_split(&dir.join("test.parquet"))?,
+        cuts: None,
+    };
+    Ok((n_items, sp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

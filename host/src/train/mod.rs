@@ -177,12 +177,17 @@ impl Default for EvalParams {
     }
 }
 
-/// Where `encore train` reads its sequences (until the data issue's splits exist).
+/// Where `encore train` reads its data: exactly one of `prepared` (a directory written by
+/// `encore data prepare`) or `sequences` (a text file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSource {
     /// A text file, one sequence per line, item indices separated by spaces; split leave-one-out.
-    pub sequences: PathBuf,
+    #[serde(default)]
+    pub sequences: Option<PathBuf>,
+    /// A directory written by `encore data prepare`: its train/valid/test splits and catalog.
+    #[serde(default)]
+    pub prepared: Option<PathBuf>,
     /// Catalog size; by default one more than the largest index.
     #[serde(default)]
     pub n_items: Option<usize>,
@@ -280,7 +285,7 @@ pub enum TrainError {
 /// lines and `#` comments skipped), and splits it leave-one-out. The one place `encore train`
 /// reads data from, until it reads the data issue's Parquet splits.
 pub fn read_sequences_txt(src: &DataSource) -> Result<SequenceData, TrainError> {
-    let path = &src.sequences;
+    let path = src.sequences.as_ref().ok_or_else(|| TrainError::Config("[data] needs `sequences` or `prepared`".into()))?;
     let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { context: format!("reading {}", path.display()), source })?;
     let mut seqs = Vec::new();
     for (ln, line) in text.lines().enumerate() {

@@ -286,11 +286,8 @@ pub fn tempo(env: &[f64], fps: f64, start_bpm: f64) -> f64 {
     let centroid = |near: f64| -> Option<f64> {
         let c = near.round() as usize;
         let c = (c.saturating_sub(1)..=c + 1).filter(|&i| i + 1 < acs.len()).max_by(|&a, &b| acs[a].total_cmp(&acs[b]))?;
-        let (mut w, mut m) = (0.0, 0.0);
-        for i in c - 1..=c + 1 {
-            w += acs[i].max(0.0);
-            m += acs[i].max(0.0) * i as f64;
-        }
+        let w: f64 = acs[c - 1..=c + 1].iter().map(|a| a.max(0.0)).sum();
+        let m: f64 = acs[c - 1..=c + 1].iter().zip(c - 1..).map(|(a, i)| a.max(0.0) * i as f64).sum();
         (w > 0.0).then(|| m / w)
     };
     let mut period = centroid(l as f64).unwrap_or(l as f64);
@@ -336,5 +333,25 @@ mod tests {
                 assert!((t - bpm).abs() < 1.0, "{bpm}: {t}");
             }
         }
+    }
+}
+
+/// `cargo test --release -p audio-dsp --lib -- --ignored --nocapture`: native timings.
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_30s() {
+        let mut a = Analyzer::new(Config { sample_rate: 22050, n_mfcc: 20, n_mels: 128, roll_percent: 0.85, start_bpm: 120.0 });
+        let y: Vec<f32> = (0..30 * 22050).map(|i| ((i as f32) * 0.05).sin() * 0.3 + ((i * 7919 % 1000) as f32) * 1e-4).collect();
+        let t = std::time::Instant::now();
+        for _ in 0..10 { a.analyze(&y).unwrap(); }
+        eprintln!("native: {:.1} ms per 30 s clip", t.elapsed().as_secs_f64() * 100.0);
+        let mut buf = vec![Complex::<f32>::default(); N_FFT];
+        let t = std::time::Instant::now();
+        for _ in 0..1292 * 10 { a.fft.process_with_scratch(&mut buf, &mut a.scratch); }
+        eprintln!("native fft only: {:.1} ms per 30 s clip", t.elapsed().as_secs_f64() * 100.0);
     }
 }

@@ -157,6 +157,13 @@ fn reading_the_clock_is_denied_unless_granted() {
 }
 
 #[test]
+fn std_hash_maps_work_without_grants() {
+    // HashMap's RandomState asks wasi:random/insecure-seed; the host answers with a fixed seed.
+    let params = [("what".to_string(), ParamValue::Text("hashmap".into()))];
+    assert_eq!(extract_error("hostile-io", tight(), &params).unwrap(), vec![Some(vec![81.0])]);
+}
+
+#[test]
 fn a_vector_longer_than_the_spec_is_an_invalid_result() {
     let err = extract_error("hostile-shape", tight(), &[]).unwrap_err();
     assert!(

@@ -20,6 +20,10 @@ impl Extractor for Snoop {
         let len = match self.what.as_str() {
             "file" => std::fs::read(&self.target).map(|b| b.len()).map_err(Error::internal)?,
             "env" => std::env::var(&self.target).map(|v| v.len()).map_err(Error::internal)?,
+            "hashmap" => {
+                let m: std::collections::HashMap<u32, u32> = (0..100).map(|i| (i, i * i)).collect();
+                m[&9] as usize
+            }
             "clock" => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(Error::internal)?;
                 (now.as_secs() > 1_700_000_000) as usize

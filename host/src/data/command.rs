@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The embedded default log: `data/sample/listens.tsv.gz` (see `data/sample/README.md`).
+/// The embedded default log: `data/sample/listens.tsv.gz` (parameters in `docs/data.md`).
 pub const SAMPLE_LISTENS: &[u8] = include_bytes!("../../../data/sample/listens.tsv.gz");
 /// Its side-car item table (durations and content).
 pub const SAMPLE_TRACKS: &[u8] = include_bytes!("../../../data/sample/tracks.tsv.gz");

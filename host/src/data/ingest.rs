@@ -5,7 +5,8 @@
 //! `user` and whose second is not a timestamp) and skipped. `\r\n` endings are accepted. The
 //! parser splits bytes with `memchr` and decodes UTF-8 lossily only for rows that need it.
 use super::DataError;
-use rustc_hash::FxHashMap;
+use super::FastMap;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -165,15 +166,17 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
 }
 
 struct Interner {
-    users: FxHashMap<Box<str>, u32>,
-    tracks: FxHashMap<Box<str>, u32>,
+    users: FastMap<Box<str>, u32>,
+    tracks: FastMap<Box<str>, u32>,
     key: String,
+    last_user: String,
+    last_user_idx: u32,
 }
 
 /// [`ingest`] over any reader; `path` only names the source in errors.
 pub fn ingest_reader(mut r: impl BufRead, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
     let mut log = Log::default();
-    let mut int = Interner { users: FxHashMap::default(), tracks: FxHashMap::default(), key: String::new() };
+    let mut int = Interner { users: FastMap::default(), tracks: FastMap::default(), key: String::new(), last_user: String::new(), last_user_idx: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut bytes = 0u64;
     let mut next_progress = 1u64 << 24;
@@ -198,11 +201,12 @@ pub fn ingest_reader(mut r: impl BufRead, path: &Path, opts: IngestOptions, prog
         log.report.lines += 1;
         let line_no = log.report.lines;
         let mut line = &buf[..];
-        if let Some(l) = line.strip_suffix(b"\n") {
-            line = l;
+        // Byte checks, not slice comparisons: `strip_suffix` calls memcmp, per row.
+        if let [rest @ .., b'\n'] = line {
+            line = rest;
         }
-        if let Some(l) = line.strip_suffix(b"\r") {
-            line = l;
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
         }
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             log.report.blank_lines += 1;
@@ -243,51 +247,64 @@ pub fn ingest_reader(mut r: impl BufRead, path: &Path, opts: IngestOptions, prog
             bad(&mut log, path, opts, line_no, "no track MBID and no track name".into())?;
             continue;
         }
-        let lossy = std::str::from_utf8(line).is_err();
-        if lossy {
-            log.report.lossy_rows += 1;
-        }
-        fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
-            String::from_utf8_lossy(b)
-        }
-        // Users.
-        let user = {
-            let u = text(f[0]);
-            match int.users.get(u.as_ref()) {
+        // Validate UTF-8 once per row; fields of a valid row are borrowed, never copied.
+        let fields: [Cow<'_, str>; 6] = match std::str::from_utf8(line) {
+            Ok(text) => {
+                let base = line.as_ptr() as usize;
+                f.map(|b| {
+                    let at = b.as_ptr() as usize - base;
+                    Cow::Borrowed(&text[at..at + b.len()])
+                })
+            }
+            Err(_) => {
+                log.report.lossy_rows += 1;
+                f.map(String::from_utf8_lossy)
+            }
+        };
+        // Users: rows come grouped by user, so the previous row's user is checked first.
+        let user = if !int.last_user.is_empty() && int.last_user == fields[0] {
+            int.last_user_idx
+        } else {
+            let u = fields[0].as_ref();
+            let i = match int.users.get(u) {
                 Some(&i) => i,
                 None => {
                     let i = log.users.len() as u32;
-                    int.users.insert(u.as_ref().into(), i);
-                    log.users.push(u.into_owned());
+                    int.users.insert(u.into(), i);
+                    log.users.push(u.to_string());
                     i
                 }
-            }
+            };
+            int.last_user.clear();
+            int.last_user.push_str(u);
+            int.last_user_idx = i;
+            i
         };
         // Tracks, keyed by MBID or the name hash.
-        let (artist, title) = (text(f[3]), text(f[5]));
-        int.key.clear();
-        if f[4].is_empty() {
+        let key: &str = if fields[4].is_empty() {
             log.report.hashed_track_ids += 1;
-            push_hash_id(&mut int.key, &[artist.as_bytes(), title.as_bytes()]);
+            int.key.clear();
+            push_hash_id(&mut int.key, &[fields[3].as_bytes(), fields[5].as_bytes()]);
+            &int.key
         } else {
-            int.key.push_str(&text(f[4]));
-        }
-        if f[2].is_empty() {
+            &fields[4]
+        };
+        if fields[2].is_empty() {
             log.report.hashed_artist_ids += 1;
         }
-        let track = match int.tracks.get(int.key.as_str()) {
+        let track = match int.tracks.get(key) {
             Some(&i) => i,
             None => {
                 let i = log.tracks.len() as u32;
-                let artist_id = if f[2].is_empty() {
+                let artist_id = if fields[2].is_empty() {
                     let mut s = String::new();
-                    push_hash_id(&mut s, &[artist.as_bytes()]);
+                    push_hash_id(&mut s, &[fields[3].as_bytes()]);
                     s
                 } else {
-                    text(f[2]).into_owned()
+                    fields[2].to_string()
                 };
-                int.tracks.insert(int.key.as_str().into(), i);
-                log.tracks.push(Track { id: int.key.clone(), artist_id, artist: artist.into_owned(), title: title.into_owned() });
+                int.tracks.insert(key.into(), i);
+                log.tracks.push(Track { id: key.to_string(), artist_id, artist: fields[3].to_string(), title: fields[5].to_string() });
                 i
             }
         };

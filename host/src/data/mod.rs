@@ -18,6 +18,10 @@ pub mod time;
 
 use std::path::PathBuf;
 
+/// The hash map of the hot paths: foldhash with a fixed seed (fast on short strings, and
+/// deterministic; FxHash collided badly on MBIDs).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
 /// What can go wrong in the data steps. Every variant names the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

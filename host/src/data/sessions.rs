@@ -14,7 +14,7 @@ use super::config::{DataConfig, LastEvent};
 use super::ingest::{Log, Track};
 use super::DataError;
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use super::FastMap;
 use std::path::Path;
 
 /// Sessions in compressed-row form: session `s` spans `offsets[s]..offsets[s+1]` of the flat
@@ -95,23 +95,33 @@ pub struct Dataset {
 }
 
 /// Reads a duration table: a TSV whose header names `track_id` and `duration_s`.
-pub fn read_durations(path: &Path) -> Result<FxHashMap<String, f32>, DataError> {
+pub fn read_durations(path: &Path) -> Result<FastMap<String, f32>, DataError> {
     parse_durations(super::ingest::open(path)?, path)
 }
 
-/// [`read_durations`] over any reader (plain text); `path` names it in errors.
-pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FxHashMap<String, f32>, DataError> {
+/// [`read_durations`] over any reader (plain text, streamed line by line); `path` names it in errors.
+pub fn parse_durations(r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
+    use std::io::BufRead;
     let err = |what: String| DataError::Table { file: path.into(), what };
-    let mut text = String::new();
-    r.read_to_string(&mut text).map_err(|source| DataError::Io { file: path.into(), source })?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?.split('\t').collect();
+    let io = |source| DataError::Io { file: path.into(), source };
+    let mut lines = std::io::BufReader::with_capacity(1 << 20, r).lines();
+    let header = lines.next().transpose().map_err(io)?.ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?;
+    let header: Vec<&str> = header.trim_end_matches('\r').split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| err(format!("no column `{name}` in the header")));
     let (ci, cd) = (col("track_id")?, col("duration_s")?);
-    let mut out = FxHashMap::default();
+    let mut out = FastMap::default();
     for (i, l) in lines.enumerate() {
-        let f: Vec<&str> = l.trim_end_matches('\r').split('\t').collect();
-        let (Some(id), Some(d)) = (f.get(ci), f.get(cd)) else {
+        let l = l.map_err(io)?;
+        let (mut id, mut d) = (None, None);
+        for (k, f) in l.trim_end_matches('\r').split('\t').enumerate() {
+            if k == ci {
+                id = Some(f);
+            }
+            if k == cd {
+                d = Some(f);
+            }
+        }
+        let (Some(id), Some(d)) = (id, d) else {
             return Err(err(format!("line {}: too few columns", i + 2)));
         };
         if d.is_empty() {
@@ -121,13 +131,13 @@ pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FxHashM
         if !(d.is_finite() && d > 0.0) {
             return Err(err(format!("line {}: duration_s {d} must be positive", i + 2)));
         }
-        out.insert((*id).to_string(), d);
+        out.insert(id.to_string(), d);
     }
     Ok(out)
 }
 
 /// Runs the filters and sessionization of `cfg` over `log`. `durations` maps track ids to seconds.
-pub fn build(log: &Log, cfg: &DataConfig, durations: &FxHashMap<String, f32>) -> Dataset {
+pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> Dataset {
     let f = &cfg.filters;
     let gap = cfg.gap_seconds();
     let mut report = FilterReport::default();
@@ -198,7 +208,8 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FxHashMap<String, f32>) ->
         track_n[ev[i as usize].2 as usize] += 1;
     }
     kept.retain(|&i| track_n[ev[i as usize].2 as usize] >= f.min_track_plays);
-    step(&mut report, "tracks >= min_track_plays", kept.len() as u64, count_users(&kept), count_tracks(&kept), 0);
+    let (users_2, tracks_2) = (count_users(&kept), count_tracks(&kept));
+    step(&mut report, "tracks >= min_track_plays", kept.len() as u64, users_2, tracks_2, 0);
 
     // 3–5. Sessions at gaps; repeats; length.
     let mut sess_user: Vec<u32> = Vec::new();
@@ -238,8 +249,8 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FxHashMap<String, f32>) ->
         cur.push(i);
     }
     flush(&mut cur, &mut flat, &mut offsets, &mut sess_user);
-    step(&mut report, "sessions at the gap", kept.len() as u64, count_users(&kept), count_tracks(&kept), n_sessions_raw);
-    step(&mut report, "consecutive repeats dropped", after_repeats, count_users(&kept), count_tracks(&kept), n_sessions_raw);
+    step(&mut report, "sessions at the gap", kept.len() as u64, users_2, tracks_2, n_sessions_raw);
+    step(&mut report, "consecutive repeats dropped", after_repeats, users_2, tracks_2, n_sessions_raw);
     let n_users_5 = {
         let mut s = sess_user.clone();
         s.dedup();
@@ -346,7 +357,7 @@ mod tests {
         let mut cfg = DataConfig::default();
         cfg.filters.max_session_len = 2;
         cfg.completion.last_event = LastEvent::Null;
-        let durs: FxHashMap<String, f32> = [("a", 200.0), ("b", 100.0), ("c", 10.0), ("d", 30.0)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let durs: FastMap<String, f32> = [("a", 200.0), ("b", 100.0), ("c", 10.0), ("d", 30.0)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let d = build(&l, &cfg, &durs);
         assert_eq!(d.sessions.offsets, [0, 2, 4]);
         let title = |i: u32| d.items[i as usize].track.id.clone();
@@ -355,6 +366,19 @@ mod tests {
         // a: 100 s of 200 → 0.5; b: next raw play (the repeat) after 50 s of 100 → 0.5; d: 60/30 → 1; e: last → null.
         assert_eq!(d.sessions.completion, [Some(0.5), Some(0.5), Some(1.0), None]);
         assert_eq!(d.report.steps[1].1, 6, "the exact duplicate is dropped");
+    }
+
+    #[test]
+    fn estimated_durations_are_counted_and_last_event_is_a_parameter() {
+        let l = log(&[("u", 0, "a"), ("u", 60, "b"), ("u", 100, "c")]);
+        let mut cfg = DataConfig::default();
+        cfg.completion.estimate_duration_s = Some(120.0);
+        cfg.completion.last_event = LastEvent::One;
+        let durs: FastMap<String, f32> = [("b".to_string(), 40.0)].into_iter().collect();
+        let d = build(&l, &cfg, &durs);
+        assert_eq!(d.sessions.completion, [Some(0.5), Some(1.0), Some(1.0)]);
+        assert_eq!(d.report.completion_estimated, 1, "only a's ratio used the estimate");
+        assert_eq!(d.items.iter().find(|i| i.track.id == "a").unwrap().duration_s, None, "the estimate is not stored as a duration");
     }
 
     #[test]
@@ -369,7 +393,7 @@ mod tests {
         let mut cfg = DataConfig::default();
         cfg.filters.min_user_streams = 10;
         cfg.filters.min_track_plays = 2;
-        let d = build(&l, &cfg, &FxHashMap::default());
+        let d = build(&l, &cfg, &FastMap::default());
         assert_eq!(d.users.len(), 1);
         assert_eq!(d.items.len(), 2, "the rare track and the light user are gone");
         assert_eq!(d.sessions.len(), 1);

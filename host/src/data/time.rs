@@ -56,7 +56,7 @@ pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
         return None;
     }
     let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix(b".") {
+    if let [b'.', r @ ..] = rest {
         let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
         if n == 0 {
             return None;

@@ -4,7 +4,7 @@
 //! confidence intervals.
 use crate::data::command::prepare_into;
 use crate::data::config::DataConfig;
-use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, EvalUser, MetricSuite, RankOptions, Scorer};
+use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, MetricSuite, RankOptions, Scorer};
 use crate::models::EncoderConfig;
 use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
 use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
@@ -119,11 +119,10 @@ pub fn run(
     let dirs = discover::search_path(plugin_dirs);
     let plugins = cfg.report.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
 
-    let data_cfg = match &cfg.data.config {
+    let mut data_cfg = match &cfg.data.config {
         Some(p) => DataConfig::load(p)?,
         None => DataConfig::default(),
     };
-    let mut data_cfg = data_cfg;
     if let Some(d) = &cfg.data.durations {
         data_cfg.completion.durations = Some(d.clone());
     }
@@ -149,7 +148,7 @@ pub fn run(
                 counts[i as usize] += 1.0;
             }
         }
-        let users: Vec<EvalUser> = data.test.iter().map(|c| EvalUser { seen: c.history.clone(), targets: c.targets.clone() }).collect();
+        let users = train::scoring::eval_users(&data.test);
         let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
         let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
         full_ranking(&Popularity { scores: counts }, &users, &mut suite, opts)?;

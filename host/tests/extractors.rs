@@ -5,16 +5,7 @@ use encore::plugins::extractor::ExtractorInstance;
 use encore::plugins::{ParamValue, PluginError, Track};
 
 fn track(mgphot: Option<Vec<f32>>) -> Track {
-    Track {
-        index: 3,
-        track_id: "t3".into(),
-        artist: "a".into(),
-        title: "t".into(),
-        duration_s: Some(200.0),
-        tags: vec![],
-        lyrics: None,
-        mgphot,
-    }
+    Track { duration_s: Some(200.0), mgphot, ..common::track(3) }
 }
 
 fn genes() -> Vec<f32> {

@@ -13,26 +13,13 @@ const CENTROID: usize = CHROMA + 12;
 const ROLLOFF: usize = CHROMA + 14;
 const TEMPO: usize = CHROMA + 18;
 
-fn track(i: u32) -> Track {
-    Track {
-        index: i,
-        track_id: format!("t{i}"),
-        artist: "a".into(),
-        title: "t".into(),
-        duration_s: None,
-        tags: vec![],
-        lyrics: None,
-        mgphot: None,
-    }
-}
-
 fn instance(params: &[(String, ParamValue)]) -> ExtractorInstance {
     ExtractorInstance::new(&common::load("audio-dsp"), params).unwrap()
 }
 
 /// One vector per clip, in the sandbox.
 fn run(x: &mut ExtractorInstance, clips: Vec<Option<Vec<f32>>>) -> Vec<Option<Vec<f32>>> {
-    let tracks: Vec<Track> = (0..clips.len() as u32).map(track).collect();
+    let tracks: Vec<Track> = (0..clips.len() as u32).map(common::track).collect();
     x.extract(&tracks, &clips).unwrap()
 }
 

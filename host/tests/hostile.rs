@@ -3,7 +3,7 @@
 mod common;
 
 use encore::eval::MetricSuite;
-use encore::plugins::{ParamValue, Track};
+use encore::plugins::ParamValue;
 use encore::plugins::extractor::ExtractorInstance;
 use encore::plugins::metric::Ranking;
 use encore::plugins::{fusion, Grants, PluginError, SandboxConfig, TrapKind};
@@ -30,24 +30,11 @@ fn metric_error(name: &str) -> PluginError {
     err
 }
 
-fn track() -> Track {
-    Track {
-        index: 0,
-        track_id: "t0".into(),
-        artist: "a".into(),
-        title: "t".into(),
-        duration_s: None,
-        tags: vec![],
-        lyrics: None,
-        mgphot: None,
-    }
-}
-
 fn extract_error(name: &str, cfg: SandboxConfig, params: &[(String, ParamValue)]) -> Result<Vec<Option<Vec<f32>>>, PluginError> {
     // Grants belong to the runtime: a fresh one with exactly these limits.
     let plugin = common::runtime(cfg).load(&common::plugin_file(name)).unwrap();
     let mut x = ExtractorInstance::new(&plugin, params)?;
-    x.extract(&[track()], &[None])
+    x.extract(&[common::track(0)], &[None])
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Test support: builds every plugin from source once per test binary, and finds the files.
 #![allow(dead_code)]
-use encore::plugins::{Plugin, Runtime, SandboxConfig};
+use encore::plugins::{Plugin, Runtime, SandboxConfig, Track};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -57,4 +57,18 @@ pub fn encore() -> Command {
     let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
     c.env("ENCORE_CACHE_DIR", cache.path()).env("ENCORE_PLUGIN_PATH", plugin_dir());
     c
+}
+
+/// A track with index `i`, placeholder names and no optional metadata.
+pub fn track(i: u32) -> Track {
+    Track {
+        index: i,
+        track_id: format!("t{i}"),
+        artist: "a".into(),
+        title: "t".into(),
+        duration_s: None,
+        tags: vec![],
+        lyrics: None,
+        mgphot: None,
+    }
 }

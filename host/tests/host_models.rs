@@ -238,3 +238,19 @@ fn sandbox_limits_still_apply_to_plugins_that_call_models() {
     let err = x.extract(&[common::track(0), common::track(1)], &clips).unwrap_err();
     assert!(matches!(err.trap_kind(), Some(encore::plugins::TrapKind::OutOfMemory { .. })), "{err}");
 }
+
+#[test]
+fn only_extractor_plugins_can_call_the_models() {
+    // A metric plugin that declares the import loads, but its call is denied by the sandbox even
+    // though the runtime has the model.
+    let runtime = common::runtime(SandboxConfig::default()).with_models(registry());
+    let plugin = runtime.load(&common::plugin_file("hostile-models")).unwrap();
+    let err = encore::plugins::metric::MetricInstance::new(&plugin, &[10], 100).err().expect("the call must be denied");
+    match err.trap_kind() {
+        Some(encore::plugins::TrapKind::CapabilityDenied(import)) => {
+            assert_eq!(import, "encore:plugin/host-models@0.1.0#describe")
+        }
+        _ => panic!("expected a denied capability, got {err}"),
+    }
+    assert!(err.to_string().contains("`hostile-models`"), "{err}");
+}

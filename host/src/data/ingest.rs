@@ -167,7 +167,7 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
 
 /// Bytes per parse chunk: chunks end at a line break and are parsed in parallel, then merged in
 /// file order, so the result is the same as a one-pass parse (indices in order of first appearance).
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 8 << 20;
 
 /// [`ingest`] over any reader; `path` only names the source in errors.
 ///
@@ -324,6 +324,7 @@ fn parse_chunk(data: &[u8], first: bool, opts: IngestOptions) -> Chunk<'_> {
     c.ts.reserve(rows);
     c.track.reserve(rows);
     c.line.reserve(rows);
+    c.tracks.reserve(rows / 2);
     let mut user_map: FastMap<Cow<'_, str>, u32> = FastMap::default();
     let mut track_map: FastMap<Cow<'_, str>, u32> = FastMap::default();
     let mut last_user: Option<(&[u8], u32)> = None;

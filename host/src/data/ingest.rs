@@ -185,8 +185,10 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
     let mut tracks: FastMap<Box<str>, u32> = FastMap::default();
     let batch_len = 2 * rayon::current_num_threads().max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(batch_len);
+    // Parsed chunks' buffers go back to the reader: fresh pages cost a page fault each.
+    let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| -> Result<(), DataError> {
-        scope.spawn(move || read_chunks(r, &tx, chunk));
+        scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
         let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
         let mut bytes = 0u64;
         let mut first = true;
@@ -214,11 +216,15 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
             let parsed: Vec<Chunk<'_>> = {
                 use rayon::prelude::*;
                 let first_chunk = first;
-                batch.par_iter().enumerate().map(|(i, c)| parse_chunk(c, first_chunk && i == 0, opts)).collect()
+                let known = Known { users: &users, tracks: &tracks };
+                batch.par_iter().enumerate().map(|(i, c)| parse_chunk(c, first_chunk && i == 0, opts, known)).collect()
             };
             first = false;
             for chunk in parsed {
                 merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?;
+            }
+            for buf in batch.drain(..) {
+                let _ = give_back.send(buf);
             }
             progress(bytes);
             if let Some(e) = failure {
@@ -243,9 +249,15 @@ enum Piece {
     Failed(std::io::Error),
 }
 
-fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize) {
+fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
     loop {
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk.min(CHUNK) + (64 << 10));
+        let mut buf = match recycled.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(chunk.min(CHUNK) + (64 << 10)),
+        };
         let mut eof = false;
         let mut failed = None;
         // Fill to CHUNK bytes, then on to the next line break.
@@ -297,8 +309,21 @@ fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chu
     }
 }
 
-/// One chunk, parsed: chunk-local users and tracks (borrowing the chunk's bytes where they are
-/// valid UTF-8), events in chunk-local indices, and the chunk's counts.
+/// Marks a chunk-local user or track index in a parsed chunk's events; unmarked ones are global.
+const LOCAL: u32 = 1 << 31;
+
+/// The global tables as of the previous batch, read (never written) while a batch is parsed: a
+/// user or track seen before gets its global index in the parallel parse, so the sequential merge
+/// only handles the new ones.
+#[derive(Clone, Copy)]
+struct Known<'g> {
+    users: &'g FastMap<Box<str>, u32>,
+    tracks: &'g FastMap<Box<str>, u32>,
+}
+
+/// One chunk, parsed: users and tracks new to the global tables (borrowing the chunk's bytes
+/// where they are valid UTF-8), events in global indices or chunk-local ones marked [`LOCAL`],
+/// and the chunk's counts.
 #[derive(Default)]
 struct Chunk<'a> {
     lines: u64,
@@ -317,16 +342,16 @@ struct Chunk<'a> {
     line: Vec<u32>,
 }
 
-fn parse_chunk(data: &[u8], first: bool, opts: IngestOptions) -> Chunk<'_> {
+fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>) -> Chunk<'a> {
     let mut c = Chunk::default();
     let rows = data.len() / 96 + 16;
     c.user.reserve(rows);
     c.ts.reserve(rows);
     c.track.reserve(rows);
     c.line.reserve(rows);
-    c.tracks.reserve(rows / 2);
-    let mut user_map: FastMap<Cow<'_, str>, u32> = FastMap::default();
-    let mut track_map: FastMap<Cow<'_, str>, u32> = FastMap::default();
+    let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
+    let mut track_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
+    let mut key_buf = String::with_capacity(20);
     let mut last_user: Option<(&[u8], u32)> = None;
     let mut start = 0usize;
     while start < data.len() {
@@ -407,44 +432,51 @@ fn parse_chunk(data: &[u8], first: bool, opts: IngestOptions) -> Chunk<'_> {
         let user = match last_user {
             Some((u, i)) if u == f[0] => i,
             _ => {
-                let n = c.users.len() as u32;
                 let [u, ..] = &fields;
-                let i = *user_map.entry(u.clone()).or_insert(n);
-                if i == n {
-                    c.users.push(u.clone());
-                }
+                let i = match known.users.get(u.as_ref()) {
+                    Some(&g) => g,
+                    None => {
+                        let n = c.users.len() as u32;
+                        let i = *user_map.entry(u.clone()).or_insert(n);
+                        if i == n {
+                            c.users.push(u.clone());
+                        }
+                        i | LOCAL
+                    }
+                };
                 last_user = Some((f[0], i));
                 i
             }
         };
         let [_, _, artist_mbid, artist, track_mbid, title] = fields;
         // Tracks, keyed by MBID or the name hash.
-        let key: Cow<'_, str> = if track_mbid.is_empty() {
+        let hashed = track_mbid.is_empty();
+        if hashed {
             c.hashed_track += 1;
-            let mut k = String::with_capacity(20);
-            push_hash_id(&mut k, &[artist.as_bytes(), title.as_bytes()]);
-            Cow::Owned(k)
-        } else {
-            track_mbid
-        };
+            key_buf.clear();
+            push_hash_id(&mut key_buf, &[artist.as_bytes(), title.as_bytes()]);
+        }
         if artist_mbid.is_empty() {
             c.hashed_artist += 1;
         }
-        let n = c.tracks.len() as u32;
-        let track = match track_map.get(key.as_ref()) {
-            Some(&i) => i,
-            None => {
-                let artist_id = if artist_mbid.is_empty() {
-                    let mut s = String::with_capacity(20);
-                    push_hash_id(&mut s, &[artist.as_bytes()]);
-                    Cow::Owned(s)
-                } else {
-                    artist_mbid
-                };
-                track_map.insert(key.clone(), n);
-                c.tracks.push([key, artist_id, artist, title]);
-                n
-            }
+        let key: &str = if hashed { &key_buf } else { &track_mbid };
+        let track = if let Some(&g) = known.tracks.get(key) {
+            g
+        } else if let Some(&i) = track_map.get(key) {
+            i | LOCAL
+        } else {
+            let n = c.tracks.len() as u32;
+            let key: Cow<'a, str> = if hashed { Cow::Owned(key_buf.clone()) } else { track_mbid };
+            let artist_id = if artist_mbid.is_empty() {
+                let mut s = String::with_capacity(20);
+                push_hash_id(&mut s, &[artist.as_bytes()]);
+                Cow::Owned(s)
+            } else {
+                artist_mbid
+            };
+            track_map.insert(key.clone(), n);
+            c.tracks.push([key, artist_id, artist, title]);
+            n | LOCAL
         };
         c.user.push(user);
         c.ts.push(ts);
@@ -492,9 +524,13 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap
             }
         })
         .collect();
-    log.user.extend(c.user.iter().map(|&u| umap[u as usize]));
+    if log.tracks.len() as u64 >= u64::from(LOCAL) || log.users.len() as u64 >= u64::from(LOCAL) {
+        return Err(DataError::Table { file: path.to_path_buf(), what: format!("more than {LOCAL} distinct users or tracks; split the log") });
+    }
+    let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
+    log.user.extend(c.user.iter().map(|&u| global(&umap, u)));
     log.ts.extend_from_slice(&c.ts);
-    log.track.extend(c.track.iter().map(|&t| tmap[t as usize]));
+    log.track.extend(c.track.iter().map(|&t| global(&tmap, t)));
     log.line.extend(c.line.iter().map(|&l| base + u64::from(l)));
     log.report.lines += c.lines;
     Ok(())

@@ -43,6 +43,10 @@ def main():
     from recbole.utils import get_model, get_trainer, init_seed, init_logger
 
     data = os.path.abspath(a.data)
+    if a.check_split:
+        a.check_split = os.path.abspath(a.check_split)
+    # RecBole writes log/ and log_tensorboard/ into the working directory: keep them with the data.
+    os.chdir(data)
     cfg = {
         "data_path": os.path.dirname(data),
         "dataset": os.path.basename(data),

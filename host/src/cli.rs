@@ -252,7 +252,9 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         eprintln!("best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
     }
     let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+    let test_started = std::time::Instant::now();
     train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, &device)?;
+    let test_seconds = test_started.elapsed().as_secs_f64();
     let report = suite.finish(None)?;
     println!("{} on the test users ({}):", cfg.encoder.name(), if cfg.eval.sampled_negatives > 0 { format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives) } else { "full ranking".into() });
     print!("{}", report.table());
@@ -270,8 +272,20 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         test.insert(format!("{}@{}", r.metric, r.k), r.value.into());
     }
     summary.insert("test".into(), test.into());
+    let floats = |v: &[f64]| toml::Value::Array(v.iter().map(|&x| x.into()).collect());
+    summary.insert("valid_history".into(), floats(&trained.valid_history));
     let text = toml::to_string(&summary)?;
     crate::io::write_atomic(&args.out.join("summary.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    // Wall times of this process (bench/encoders/run.sh reads them), apart from the summary so
+    // that the summary stays identical across reruns: seconds per training epoch, per
+    // validation, and for the test evaluation through the metric plugins.
+    let mut timings = toml::Table::new();
+    timings.insert("epoch_seconds".into(), floats(&trained.epoch_seconds));
+    timings.insert("valid_seconds".into(), floats(&trained.valid_seconds));
+    timings.insert("test_eval_seconds".into(), test_seconds.into());
+    timings.insert("test_users".into(), (data.test.len() as i64).into());
+    let text = toml::to_string(&timings)?;
+    crate::io::write_atomic(&args.out.join("timings.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,7 +1,7 @@
 """The parity table: encore's `summary.toml` files next to recbole_run.py's JSON records.
 
 python bench/encoders/parity.py RECBOLE.jsonl ENCORE_SUMMARY.toml... (file names as in parity/:
-encore-MODEL-SEED[-eN].toml)"""
+encore-MODEL-SEED[-TAG].toml; a TAG other than eN is printed after the epochs)"""
 import json
 import os
 import sys
@@ -33,7 +33,8 @@ def main():
             runs.sort(key=lambda x: x[0])
             er = [s["test"]["recall@10"] for _, s in runs]
             en = [s["test"]["ndcg@10"] for _, s in runs]
-            print(f"{'':<9} encore ({runs[0][1]['epochs']:>2})       {','.join(str(sd) for sd, _ in runs):<12} "
+            side = f"encore ({runs[0][1]['epochs']:>2})" + ("" if tag.startswith("e") and tag[1:].isdigit() else f" {tag}")
+            print(f"{'':<9} {side:<17} {','.join(str(sd) for sd, _ in runs):<12} "
                   f"{' '.join(f'{v:.4f}' for v in er)} / {mean(er):.4f}   {' '.join(f'{v:.4f}' for v in en)} / {mean(en):.4f}   "
                   + " ".join(f"{s['best_valid']:.4f}" for _, s in runs) + "   "
                   + f"{(mean(er) / mean(rr) - 1) * 100:+.1f}%, {(mean(en) / mean(rn) - 1) * 100:+.1f}%")

@@ -40,8 +40,18 @@ pub struct Bert4RecConfig {
     /// Probability that an item is masked in training.
     pub mask_ratio: f32,
     /// Probability that a training batch masks only each sequence's last item (fine-tuning for
-    /// next-item prediction, RecBole's `ft_ratio`).
+    /// next-item prediction, RecBole's `ft_ratio`). In such a batch each sequence is first cut to
+    /// a random prefix of its window, so that, as in RecBole (where every prefix is a sample), the
+    /// next-item target falls on every position across epochs, not only on each window's end.
     pub ft_ratio: f32,
+    /// Independently masked copies of each training window per epoch (each copy is a sequence
+    /// of its own in the batch, so an epoch takes `mask_copies` times the steps and compute).
+    /// RecBole masks every prefix sample of a sequence independently, which gives each position
+    /// about `max_len · mask_ratio / 2` cloze targets per epoch (≈ 5 at its defaults) and one
+    /// next-item target every other epoch; one copy gives 0.1 and 0.01. More copies close that gap
+    /// in proportion: 4 copies come within 5% of RecBole's test Recall@10 and NDCG@10 on the
+    /// parity data in the same epochs, one copy was 10% below (bench/encoders/README.md).
+    pub mask_copies: usize,
 }
 
 impl Default for Bert4RecConfig {
@@ -58,6 +68,7 @@ impl Default for Bert4RecConfig {
             max_len: 50,
             mask_ratio: 0.2,
             ft_ratio: 0.5,
+            mask_copies: 4,
         }
     }
 }
@@ -84,6 +95,9 @@ impl Bert4Rec {
         }
         if !(0.0..=1.0).contains(&cfg.mask_ratio) || !(0.0..=1.0).contains(&cfg.ft_ratio) {
             return Err(super::ModelError::Config("mask_ratio and ft_ratio must lie in [0, 1]".into()));
+        }
+        if cfg.mask_copies == 0 {
+            return Err(super::ModelError::Config("BERT4Rec needs mask_copies ≥ 1".into()));
         }
         let std = cfg.initializer_range;
         let items = p.var("item_embedding.weight", &[n_items + 2, cfg.hidden_size], Init::Normal(std))?;
@@ -139,5 +153,21 @@ impl SeqEncoder for Bert4Rec {
     }
     fn item_bias(&self) -> Result<Option<Tensor>> {
         Ok(Some(self.output_bias.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_copies_is_read_defaults_to_four_and_zero_is_refused() {
+        let cfg: Bert4RecConfig = toml::from_str("mask_copies = 2").unwrap();
+        assert_eq!(cfg.mask_copies, 2);
+        assert_eq!(Bert4RecConfig::default().mask_copies, 4);
+        assert!(toml::from_str::<Bert4RecConfig>("mask_copy = 2").is_err(), "unknown keys are refused");
+        let mut p = Params::new(1, &candle_core::Device::Cpu);
+        let zero = Bert4RecConfig { mask_copies: 0, ..Default::default() };
+        assert!(Bert4Rec::new(zero, 10, &mut p).is_err());
     }
 }

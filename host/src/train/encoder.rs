@@ -4,7 +4,10 @@
 //! `max_len` inputs, and the loss is taken at every position at once (next item for SASRec and
 //! GRU4Rec; masked items for BERT4Rec). RecBole instead turns every prefix into its own padded
 //! sample; with absolute positions counted from the window's start, the supervision is the same
-//! for windows shorter than `max_len`, at a fraction of the compute.
+//! for windows shorter than `max_len`, at a fraction of the compute. The cloze objective is the
+//! exception: RecBole's prefixes are masked independently, so each position is a target many
+//! times per epoch; BERT4Rec's `mask_copies` puts that many independently masked copies of each
+//! window into an epoch, and its next-item (`ft_ratio`) batches cut each copy to a random prefix.
 //!
 //! Everything random (initialisation, shuffling, dropout, masks, negatives) derives from the
 //! config's seed and the epoch number, so a rerun on CPU gives identical metrics, and a run
@@ -110,9 +113,14 @@ fn make_batch(ws: &[&Vec<u32>], model: &dyn SeqEncoder, cfg_mask: Option<(f32, b
         (Objective::Cloze { mask }, Some((ratio, last_only))) => {
             for w in ws {
                 let mut inp = (*w).clone();
-                let mut tgt = vec![IGNORE; w.len()];
-                for t in 0..w.len() {
-                    let hit = if last_only { t == w.len() - 1 } else { rng.random::<f32>() < ratio };
+                if last_only {
+                    // Next-item fine-tuning on a random prefix, as RecBole's per-prefix samples.
+                    let cut = rng.random_range(1..=w.len());
+                    inp.truncate(cut);
+                }
+                let mut tgt = vec![IGNORE; inp.len()];
+                for t in 0..inp.len() {
+                    let hit = if last_only { t == inp.len() - 1 } else { rng.random::<f32>() < ratio };
                     if hit {
                         tgt[t] = w[t];
                         inp[t] = mask;
@@ -158,6 +166,11 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     let mask_cfg = match (&cfg.encoder, model.objective()) {
         (crate::models::EncoderConfig::Bert4Rec(c), Objective::Cloze { .. }) => Some((c.mask_ratio, c.ft_ratio)),
         _ => None,
+    };
+    // BERT4Rec: each window appears `mask_copies` times per epoch, each copy masked on its own.
+    let copies = match &cfg.encoder {
+        crate::models::EncoderConfig::Bert4Rec(c) => c.mask_copies.max(1),
+        _ => 1,
     };
 
     let ckpt_dir = opts.out_dir.as_ref().map(|d| d.join("checkpoints"));
@@ -212,7 +225,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     while epoch < t.epochs && !stopped_early {
         let mut rng = StdRng::seed_from_u64(mix(t.seed, epoch, 1));
         let ctx = TrainCtx::new(mix(t.seed, epoch, 2));
-        let mut order: Vec<&Vec<u32>> = all_windows.iter().collect();
+        let mut order: Vec<&Vec<u32>> = (0..copies).flat_map(|_| all_windows.iter()).collect();
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(t.batch_size);
         let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };

@@ -68,6 +68,9 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Train an ID encoder (SASRec, BERT4Rec, GRU4Rec) and evaluate it by full ranking.
     Train(TrainArgs),
+    /// MGPHot gene ratings by an LLM, and their validation.
+    #[command(subcommand)]
+    Annotate(crate::annotate::AnnotateCommand),
 }
 
 /// `encore train`.
@@ -191,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
         Command::Run(args) => run_pipeline(&cli.sandbox, args),
+        Command::Annotate(cmd) => crate::annotate::run(cmd),
     }
 }
 

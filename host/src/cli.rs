@@ -63,6 +63,9 @@ pub enum Command {
     Data(crate::data::command::DataCommand),
     /// Evaluate rankings with metric plugins.
     Eval(EvalArgs),
+    /// Extract item features with extractor plugins; measure their label purity.
+    #[command(subcommand)]
+    Features(crate::features::command::FeaturesCommand),
     /// List, check and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -188,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => crate::data::command::run(cmd),
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
+        Command::Features(cmd) => crate::features::command::run(&cli.sandbox.runtime()?, &cli.sandbox.dirs(), cmd).context("encore features"),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
         Command::Run(args) => run_pipeline(&cli.sandbox, args),

@@ -40,13 +40,18 @@ pub struct SandboxArgs {
     /// Compile plugins every time instead of using the on-disk cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// A model folder for the `host-models` imports, as NAME=PATH (repeatable); names not given
+    /// here resolve from $ENCORE_MODEL_<NAME>.
+    #[arg(long = "model", value_name = "NAME=PATH", global = true, value_parser = crate::hostmodels::parse_model_flag)]
+    pub models: Vec<(String, PathBuf)>,
 }
 
 impl SandboxArgs {
     fn runtime(&self) -> anyhow::Result<Runtime> {
         let grants = plugins::Grants { env: self.grant_env.clone(), clock: self.grant_clock };
         let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, grants };
-        Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })
+        let models = self.models.iter().fold(crate::hostmodels::ModelRegistry::new(), |r, (name, path)| r.with(name, path));
+        Ok(Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })?.with_models(models))
     }
     fn dirs(&self) -> Vec<PathBuf> {
         discover::search_path(&self.plugin_dirs)
@@ -63,6 +68,9 @@ pub enum Command {
     Data(crate::data::command::DataCommand),
     /// Evaluate rankings with metric plugins.
     Eval(EvalArgs),
+    /// Extract item features with extractor plugins; measure their label purity.
+    #[command(subcommand)]
+    Features(crate::features::command::FeaturesCommand),
     /// List, check and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -191,6 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => crate::data::command::run(cmd),
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
+        Command::Features(cmd) => crate::features::command::run(&cli.sandbox.runtime()?, &cli.sandbox.dirs(), cmd).context("encore features"),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
         Command::Run(args) => run_pipeline(&cli.sandbox, args),
@@ -256,7 +265,9 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         eprintln!("best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
     }
     let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+    let test_started = std::time::Instant::now();
     train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, &device)?;
+    let test_seconds = test_started.elapsed().as_secs_f64();
     let report = suite.finish(None)?;
     println!("{} on the test users ({}):", cfg.encoder.name(), if cfg.eval.sampled_negatives > 0 { format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives) } else { "full ranking".into() });
     print!("{}", report.table());
@@ -274,8 +285,20 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         test.insert(format!("{}@{}", r.metric, r.k), r.value.into());
     }
     summary.insert("test".into(), test.into());
+    let floats = |v: &[f64]| toml::Value::Array(v.iter().map(|&x| x.into()).collect());
+    summary.insert("valid_history".into(), floats(&trained.valid_history));
     let text = toml::to_string(&summary)?;
     crate::io::write_atomic(&args.out.join("summary.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    // Wall times of this process (bench/encoders/run.sh reads them), apart from the summary so
+    // that the summary stays identical across reruns: seconds per training epoch, per
+    // validation, and for the test evaluation through the metric plugins.
+    let mut timings = toml::Table::new();
+    timings.insert("epoch_seconds".into(), floats(&trained.epoch_seconds));
+    timings.insert("valid_seconds".into(), floats(&trained.valid_seconds));
+    timings.insert("test_eval_seconds".into(), test_seconds.into());
+    timings.insert("test_users".into(), (data.test.len() as i64).into());
+    let text = toml::to_string(&timings)?;
+    crate::io::write_atomic(&args.out.join("timings.toml"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

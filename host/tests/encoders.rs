@@ -88,7 +88,10 @@ fn gradients_reach_every_trainable_tensor() {
         let ctx = TrainCtx::new(3);
         let hidden = model.forward(&ids, &lens, Some(&ctx)).unwrap();
         let (b, l, d) = hidden.dims3().unwrap();
-        let logits = hidden.reshape((b * l, d)).unwrap().matmul(&model.item_table().unwrap().t().unwrap()).unwrap();
+        let mut logits = hidden.reshape((b * l, d)).unwrap().matmul(&model.item_table().unwrap().t().unwrap()).unwrap();
+        if let Some(bias) = model.item_bias().unwrap() {
+            logits = logits.broadcast_add(&bias).unwrap();
+        }
         let labels: Vec<u32> = (0..b * l).map(|r| if r % l < lens[r / l] { (r % N_ITEMS) as u32 } else { IGNORE }).collect();
         let grads = cross_entropy(&logits, &labels).unwrap().backward().unwrap();
         let vars = params.named_vars();
@@ -105,7 +108,7 @@ fn gradients_reach_every_trainable_tensor() {
 fn encoders_learn_a_planted_pattern_and_beat_popularity() {
     let data = pattern_data(300, 12, 1);
     let pop = popularity_recall10(&data);
-    for (enc, epochs) in [(sasrec(), 8), (gru4rec(), 8), (bert4rec(), 12)] {
+    for (enc, epochs) in [(sasrec(), 8), (gru4rec(), 8), (bert4rec(), 30)] {
         let name = enc.name();
         let started = std::time::Instant::now();
         let t = train::train(&config(enc, epochs), &data, &Device::Cpu, &TrainOptions::default()).unwrap();

@@ -25,6 +25,7 @@ pub mod extractor;
 pub mod fusion;
 pub mod log;
 pub mod metric;
+pub mod models;
 mod params;
 
 pub use params::{Params, Value};

@@ -2,7 +2,7 @@
 use super::config::{DataConfig, Protocol};
 use super::ingest::{self, IngestOptions, OnBadRow};
 use super::synth::SynthConfig;
-use super::{export, schema, sessions, split, stats};
+use super::{export, schema, sessions, split, stats, FastMap};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -115,6 +115,9 @@ pub struct SynthArgs {
     /// WAV clips for the N most popular tracks.
     #[arg(long, default_value_t = 0)]
     pub clips: u32,
+    /// Clip length in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub clip_seconds: f32,
     /// Write listens.tsv.gz.
     #[arg(long)]
     pub gzip: bool,
@@ -158,6 +161,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 empty_mbid: a.empty_mbid,
                 bad_rows: a.bad_rows,
                 clips: a.clips,
+                clip_seconds: a.clip_seconds,
                 gzip: a.gzip,
                 ..SynthConfig::default()
             };
@@ -208,21 +212,29 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
 /// `config_path` is recorded in the files' metadata.
 pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&Path>, out: &Path) -> anyhow::Result<(sessions::Dataset, split::Splits)> {
     let start = Instant::now();
-    let (log, name) = match file {
-        Some(f) => (read_log(f, cfg.ingest.on_bad_row)?, f.display().to_string()),
-        None => {
-            let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(SAMPLE_LISTENS));
-            let name = "data/sample/listens.tsv.gz (embedded)";
-            (ingest::ingest_reader(r, Path::new(name), IngestOptions { on_bad_row: cfg.ingest.on_bad_row, ..Default::default() }, &mut |_| {})?, name.to_string())
-        }
+    // The duration table is read on its own thread while the log is parsed.
+    let read_durations = || -> anyhow::Result<FastMap<String, f32>> {
+        Ok(match (&cfg.completion.durations, file) {
+            (Some(p), _) => sessions::read_durations(p)?,
+            (None, None) => sessions::parse_durations(flate2::read::MultiGzDecoder::new(SAMPLE_TRACKS), Path::new("data/sample/tracks.tsv.gz (embedded)"))?,
+            (None, Some(_)) => Default::default(),
+        })
     };
+    let (log, name, durations) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let durations = scope.spawn(read_durations);
+        let (log, name) = match file {
+            Some(f) => (read_log(f, cfg.ingest.on_bad_row)?, f.display().to_string()),
+            None => {
+                let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(SAMPLE_LISTENS));
+                let name = "data/sample/listens.tsv.gz (embedded)";
+                (ingest::ingest_reader(r, Path::new(name), IngestOptions { on_bad_row: cfg.ingest.on_bad_row, ..Default::default() }, &mut |_| {})?, name.to_string())
+            }
+        };
+        let durations = durations.join().map_err(|_| anyhow::anyhow!("reading the duration table failed"))??;
+        Ok((log, name, durations))
+    })?;
     eprint!("{}", log.report.summary(Path::new(&name)));
     let t_ingest = start.elapsed();
-    let durations = match (&cfg.completion.durations, file) {
-        (Some(p), _) => sessions::read_durations(p)?,
-        (None, None) => sessions::parse_durations(flate2::read::MultiGzDecoder::new(SAMPLE_TRACKS), Path::new("data/sample/tracks.tsv.gz (embedded)"))?,
-        (None, Some(_)) => Default::default(),
-    };
     let d = sessions::build(&log, cfg, &durations);
     drop(log);
     eprint!("{}", d.report.table());
@@ -237,11 +249,20 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     if let Some(c) = config_path {
         meta.push(("encore.config", c.display().to_string()));
     }
-    schema::write_dataset(out, &d, &meta).with_context(|| format!("writing the dataset into {}", out.display()))?;
-    meta.push(("encore.n_items", d.items.len().to_string()));
-    for (name, rows) in [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)] {
-        schema::write_split(&out.join(format!("{name}.parquet")), rows, &meta)?;
-    }
+    // The dataset's files and the three splits are written in parallel (each atomically).
+    let mut split_meta = meta.clone();
+    split_meta.push(("encore.n_items", d.items.len().to_string()));
+    let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
+    let mut written: Vec<anyhow::Result<()>> = (0..4).map(|_| Ok(())).collect();
+    rayon::scope(|scope| {
+        let (first, rest) = written.split_first_mut().expect("four slots");
+        let (d, meta, split_meta) = (&d, &meta, &split_meta);
+        scope.spawn(move |_| *first = schema::write_dataset(out, d, meta).with_context(|| format!("writing the dataset into {}", out.display())));
+        for (slot, (name, rows)) in rest.iter_mut().zip(splits) {
+            scope.spawn(move |_| *slot = schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta));
+        }
+    });
+    written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     eprintln!(
         "split {protocol}: {} train, {} valid, {} test rows; wrote {} (ingest {:.2}s, filters+split {:.2}s, total {:.2}s)",
         sp.train.len(),

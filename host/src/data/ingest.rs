@@ -165,86 +165,253 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
     ingest_reader(reader, path, opts, progress)
 }
 
-struct Interner {
-    users: FastMap<Box<str>, u32>,
-    tracks: FastMap<Box<str>, u32>,
-    key: String,
-    last_user: String,
-    last_user_idx: u32,
-}
+/// Bytes per parse chunk: chunks end at a line break and are parsed in parallel, then merged in
+/// file order, so the result is the same as a one-pass parse (indices in order of first appearance).
+const CHUNK: usize = 8 << 20;
 
 /// [`ingest`] over any reader; `path` only names the source in errors.
-pub fn ingest_reader(mut r: impl BufRead, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
+///
+/// One thread reads (and gunzips) chunks of whole lines; the rayon pool parses a batch of chunks
+/// at once (fields, timestamps, UTF-8, chunk-local interning borrowing the chunk's bytes); the
+/// caller's thread merges each batch in order into the global tables, allocating only for users
+/// and tracks it has not seen before.
+pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
+    ingest_chunked(r, path, opts, progress, CHUNK)
+}
+
+fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize) -> Result<Log, DataError> {
     let mut log = Log::default();
-    let mut int = Interner { users: FastMap::default(), tracks: FastMap::default(), key: String::new(), last_user: String::new(), last_user_idx: 0 };
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut bytes = 0u64;
-    let mut next_progress = 1u64 << 24;
-    loop {
-        buf.clear();
-        let n = match r.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
+    let mut users: FastMap<Box<str>, u32> = FastMap::default();
+    let mut tracks: FastMap<Box<str>, u32> = FastMap::default();
+    let batch_len = 2 * rayon::current_num_threads().max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(batch_len);
+    // Parsed chunks' buffers go back to the reader: fresh pages cost a page fault each.
+    let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| -> Result<(), DataError> {
+        scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
+        let mut bytes = 0u64;
+        let mut first = true;
+        let mut done = false;
+        while !done {
+            batch.clear();
+            let mut failure = None;
+            while batch.len() < batch_len {
+                match rx.recv() {
+                    Ok(Piece::Chunk(c)) => {
+                        bytes += c.len() as u64;
+                        batch.push(c);
+                    }
+                    Ok(Piece::Failed(e)) => {
+                        failure = Some(e);
+                        done = true;
+                        break;
+                    }
+                    Err(_) => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            let parsed: Vec<Chunk<'_>> = {
+                use rayon::prelude::*;
+                let first_chunk = first;
+                let known = Known { users: &users, tracks: &tracks };
+                batch.par_iter().enumerate().map(|(i, c)| parse_chunk(c, first_chunk && i == 0, opts, known)).collect()
+            };
+            first = false;
+            for chunk in parsed {
+                merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?;
+            }
+            for buf in batch.drain(..) {
+                let _ = give_back.send(buf);
+            }
+            progress(bytes);
+            if let Some(e) = failure {
                 // A truncated gzip stream, or a read error: what was read stays; the rest is lost.
                 let what = format!("the input ends early ({e}); the rows after line {} are lost", log.report.lines);
                 let line = log.report.lines + 1;
                 bad(&mut log, path, opts, line, what)?;
-                break;
             }
+        }
+        // Dropping the receiver stops the reader if an error ended the merge early.
+        drop(rx);
+        Ok(())
+    })?;
+    log.report.events = log.user.len() as u64;
+    Ok(log)
+}
+
+/// What the reader thread sends: a chunk of whole lines (the last may lack its `\n`), or the read
+/// error that ended the input (after the complete lines before it).
+enum Piece {
+    Chunk(Vec<u8>),
+    Failed(std::io::Error),
+}
+
+fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
+    loop {
+        let mut buf = match recycled.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(chunk.min(CHUNK) + (64 << 10)),
         };
-        bytes += n as u64;
-        if bytes >= next_progress {
-            progress(bytes);
-            next_progress = bytes + (1 << 24);
+        let mut eof = false;
+        let mut failed = None;
+        // Fill to CHUNK bytes, then on to the next line break.
+        while buf.len() < chunk {
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {
+                    // Take the rest of the reader's buffer at once, whole lines only.
+                    let avail = match r.fill_buf() {
+                        Ok(a) => a,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    };
+                    let want = chunk.saturating_sub(buf.len()).min(avail.len());
+                    let take = match memchr::memrchr(b'\n', &avail[..want]) {
+                        Some(p) => p + 1,
+                        None => 0,
+                    };
+                    buf.extend_from_slice(&avail[..take]);
+                    r.consume(take);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        log.report.lines += 1;
-        let line_no = log.report.lines;
-        let mut line = &buf[..];
-        // Byte checks, not slice comparisons: `strip_suffix` calls memcmp, per row.
-        if let [rest @ .., b'\n'] = line {
-            line = rest;
+        if let Some(e) = failed {
+            // Keep the complete lines; a partial last line is lost with the rest.
+            let keep = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
+            buf.truncate(keep);
+            if !buf.is_empty() && tx.send(Piece::Chunk(buf)).is_err() {
+                return;
+            }
+            let _ = tx.send(Piece::Failed(e));
+            return;
         }
+        if buf.is_empty() {
+            return;
+        }
+        if tx.send(Piece::Chunk(buf)).is_err() || eof {
+            return;
+        }
+    }
+}
+
+/// Marks a chunk-local user or track index in a parsed chunk's events; unmarked ones are global.
+const LOCAL: u32 = 1 << 31;
+
+/// The global tables as of the previous batch, read (never written) while a batch is parsed: a
+/// user or track seen before gets its global index in the parallel parse, so the sequential merge
+/// only handles the new ones.
+#[derive(Clone, Copy)]
+struct Known<'g> {
+    users: &'g FastMap<Box<str>, u32>,
+    tracks: &'g FastMap<Box<str>, u32>,
+}
+
+/// One chunk, parsed: users and tracks new to the global tables (borrowing the chunk's bytes
+/// where they are valid UTF-8), events in global indices or chunk-local ones marked [`LOCAL`],
+/// and the chunk's counts.
+#[derive(Default)]
+struct Chunk<'a> {
+    lines: u64,
+    header: bool,
+    blank: u64,
+    lossy: u64,
+    hashed_track: u64,
+    hashed_artist: u64,
+    bad: Vec<(u64, String)>,
+    bad_count: u64,
+    users: Vec<Cow<'a, str>>,
+    tracks: Vec<[Cow<'a, str>; 4]>,
+    user: Vec<u32>,
+    ts: Vec<i64>,
+    track: Vec<u32>,
+    line: Vec<u32>,
+}
+
+fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>) -> Chunk<'a> {
+    let mut c = Chunk::default();
+    let rows = data.len() / 96 + 16;
+    c.user.reserve(rows);
+    c.ts.reserve(rows);
+    c.track.reserve(rows);
+    c.line.reserve(rows);
+    let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
+    let mut track_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
+    let mut key_buf = String::with_capacity(20);
+    let mut last_user: Option<(&[u8], u32)> = None;
+    let mut start = 0usize;
+    while start < data.len() {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+        let mut line = &data[start..end];
+        start = end + 1;
+        c.lines += 1;
+        let line_no = c.lines;
         if let [rest @ .., b'\r'] = line {
             line = rest;
         }
-        if line.iter().all(|c| c.is_ascii_whitespace()) {
-            log.report.blank_lines += 1;
+        let bad = |c: &mut Chunk<'_>, what: String| {
+            c.bad_count += 1;
+            if c.bad.len() < opts.max_examples.max(1) {
+                c.bad.push((line_no, what));
+            }
+        };
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            c.blank += 1;
             continue;
         }
         let mut f: [&[u8]; 6] = [&[]; 6];
         let mut count = 0usize;
-        let mut start = 0usize;
+        let mut from = 0usize;
         for tab in memchr::memchr_iter(b'\t', line) {
             if count < 6 {
-                f[count] = &line[start..tab];
+                f[count] = &line[from..tab];
             }
             count += 1;
-            start = tab + 1;
+            from = tab + 1;
         }
         if count < 6 {
-            f[count] = &line[start..];
+            f[count] = &line[from..];
         }
         count += 1;
-        if line_no == 1 && count >= 2 && super::time::parse_iso8601(f[1]).is_none() && f[0].to_ascii_lowercase().starts_with(b"user") {
-            log.report.header = true;
+        if first && line_no == 1 && count >= 2 && super::time::parse_iso8601(f[1]).is_none() && f[0].to_ascii_lowercase().starts_with(b"user") {
+            c.header = true;
             continue;
         }
         if count != 6 {
-            bad(&mut log, path, opts, line_no, format!("{count} tab-separated fields, expected 6"))?;
+            bad(&mut c, format!("{count} tab-separated fields, expected 6"));
+            if opts.on_bad_row == OnBadRow::Error {
+                break;
+            }
             continue;
         }
         let Some(ts) = super::time::parse_iso8601(f[1]) else {
             let shown = String::from_utf8_lossy(&f[1][..f[1].len().min(40)]).into_owned();
-            bad(&mut log, path, opts, line_no, format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"))?;
+            bad(&mut c, format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"));
+            if opts.on_bad_row == OnBadRow::Error {
+                break;
+            }
             continue;
         };
-        if f[0].is_empty() {
-            bad(&mut log, path, opts, line_no, "empty user id".into())?;
-            continue;
-        }
-        if f[4].is_empty() && f[5].is_empty() {
-            bad(&mut log, path, opts, line_no, "no track MBID and no track name".into())?;
+        if f[0].is_empty() || (f[4].is_empty() && f[5].is_empty()) {
+            let what = if f[0].is_empty() { "empty user id" } else { "no track MBID and no track name" };
+            bad(&mut c, what.into());
+            if opts.on_bad_row == OnBadRow::Error {
+                break;
+            }
             continue;
         }
         // Validate UTF-8 once per row; fields of a valid row are borrowed, never copied.
@@ -257,65 +424,116 @@ pub fn ingest_reader(mut r: impl BufRead, path: &Path, opts: IngestOptions, prog
                 })
             }
             Err(_) => {
-                log.report.lossy_rows += 1;
+                c.lossy += 1;
                 f.map(String::from_utf8_lossy)
             }
         };
         // Users: rows come grouped by user, so the previous row's user is checked first.
-        let user = if !int.last_user.is_empty() && int.last_user == fields[0] {
-            int.last_user_idx
-        } else {
-            let u = fields[0].as_ref();
-            let i = match int.users.get(u) {
-                Some(&i) => i,
-                None => {
-                    let i = log.users.len() as u32;
-                    int.users.insert(u.into(), i);
-                    log.users.push(u.to_string());
-                    i
-                }
-            };
-            int.last_user.clear();
-            int.last_user.push_str(u);
-            int.last_user_idx = i;
-            i
-        };
-        // Tracks, keyed by MBID or the name hash.
-        let key: &str = if fields[4].is_empty() {
-            log.report.hashed_track_ids += 1;
-            int.key.clear();
-            push_hash_id(&mut int.key, &[fields[3].as_bytes(), fields[5].as_bytes()]);
-            &int.key
-        } else {
-            &fields[4]
-        };
-        if fields[2].is_empty() {
-            log.report.hashed_artist_ids += 1;
-        }
-        let track = match int.tracks.get(key) {
-            Some(&i) => i,
-            None => {
-                let i = log.tracks.len() as u32;
-                let artist_id = if fields[2].is_empty() {
-                    let mut s = String::new();
-                    push_hash_id(&mut s, &[fields[3].as_bytes()]);
-                    s
-                } else {
-                    fields[2].to_string()
+        let user = match last_user {
+            Some((u, i)) if u == f[0] => i,
+            _ => {
+                let [u, ..] = &fields;
+                let i = match known.users.get(u.as_ref()) {
+                    Some(&g) => g,
+                    None => {
+                        let n = c.users.len() as u32;
+                        let i = *user_map.entry(u.clone()).or_insert(n);
+                        if i == n {
+                            c.users.push(u.clone());
+                        }
+                        i | LOCAL
+                    }
                 };
-                int.tracks.insert(key.into(), i);
-                log.tracks.push(Track { id: key.to_string(), artist_id, artist: fields[3].to_string(), title: fields[5].to_string() });
+                last_user = Some((f[0], i));
                 i
             }
         };
-        log.user.push(user);
-        log.ts.push(ts);
-        log.track.push(track);
-        log.line.push(line_no);
+        let [_, _, artist_mbid, artist, track_mbid, title] = fields;
+        // Tracks, keyed by MBID or the name hash.
+        let hashed = track_mbid.is_empty();
+        if hashed {
+            c.hashed_track += 1;
+            key_buf.clear();
+            push_hash_id(&mut key_buf, &[artist.as_bytes(), title.as_bytes()]);
+        }
+        if artist_mbid.is_empty() {
+            c.hashed_artist += 1;
+        }
+        let key: &str = if hashed { &key_buf } else { &track_mbid };
+        let track = if let Some(&g) = known.tracks.get(key) {
+            g
+        } else if let Some(&i) = track_map.get(key) {
+            i | LOCAL
+        } else {
+            let n = c.tracks.len() as u32;
+            let key: Cow<'a, str> = if hashed { Cow::Owned(key_buf.clone()) } else { track_mbid };
+            let artist_id = if artist_mbid.is_empty() {
+                let mut s = String::with_capacity(20);
+                push_hash_id(&mut s, &[artist.as_bytes()]);
+                Cow::Owned(s)
+            } else {
+                artist_mbid
+            };
+            track_map.insert(key.clone(), n);
+            c.tracks.push([key, artist_id, artist, title]);
+            n | LOCAL
+        };
+        c.user.push(user);
+        c.ts.push(ts);
+        c.track.push(track);
+        c.line.push(line_no as u32);
     }
-    progress(bytes);
-    log.report.events = log.user.len() as u64;
-    Ok(log)
+    c
+}
+
+/// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones
+/// are copied out of the chunk), line numbers become file line numbers.
+fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap<Box<str>, u32>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<(), DataError> {
+    let base = log.report.lines;
+    log.report.header |= c.header;
+    log.report.blank_lines += c.blank;
+    log.report.lossy_rows += c.lossy;
+    log.report.hashed_track_ids += c.hashed_track;
+    log.report.hashed_artist_ids += c.hashed_artist;
+    let kept = c.bad.len() as u64;
+    for (line, what) in c.bad {
+        bad(log, path, opts, base + line, what)?;
+    }
+    log.report.bad_rows += c.bad_count - kept;
+    let umap: Vec<u32> = c
+        .users
+        .into_iter()
+        .map(|u| {
+            let n = log.users.len() as u32;
+            *users.entry(Box::from(u.as_ref())).or_insert_with(|| {
+                log.users.push(u.into_owned());
+                n
+            })
+        })
+        .collect();
+    let tmap: Vec<u32> = c
+        .tracks
+        .into_iter()
+        .map(|[id, artist_id, artist, title]| match tracks.get(id.as_ref()) {
+            Some(&i) => i,
+            None => {
+                let i = log.tracks.len() as u32;
+                tracks.insert(Box::from(id.as_ref()), i);
+                log.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
+                i
+            }
+        })
+        .collect();
+    if log.tracks.len() as u64 >= u64::from(LOCAL) || log.users.len() as u64 >= u64::from(LOCAL) {
+        return Err(DataError::Table { file: path.to_path_buf(), what: format!("more than {LOCAL} distinct users or tracks; split the log") });
+    }
+    let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
+    log.user.extend(c.user.iter().map(|&u| global(&umap, u)));
+    log.ts.extend_from_slice(&c.ts);
+    log.track.extend(c.track.iter().map(|&t| global(&tmap, t)));
+    log.line.extend(c.line.iter().map(|&l| base + u64::from(l)));
+    log.report.lines += c.lines;
+    Ok(())
 }
 
 fn bad(log: &mut Log, path: &Path, opts: IngestOptions, line: u64, what: String) -> Result<(), DataError> {
@@ -383,6 +601,42 @@ mod tests {
         assert_eq!(log.tracks[1].id, name_hash_id(&["Artist", "Other"]));
         assert_eq!(log.tracks[1].artist_id, name_hash_id(&["Artist"]));
         assert_eq!(log.report.hashed_track_ids, 1);
+    }
+
+    /// Every chunk size (down to one line per chunk) gives what one pass over the file gives.
+    #[test]
+    fn chunked_parse_equals_one_pass() {
+        let mut t: Vec<u8> = b"userid\ttimestamp\ta\tb\tc\td\r\n".to_vec();
+        for i in 0..400u32 {
+            let u = i / 37;
+            let tr = (i * 7919) % 53;
+            match i % 41 {
+                5 => t.extend_from_slice(b"\n"),
+                9 => t.extend_from_slice(b"u\tnot-a-time\ta\tb\tc\td\n"),
+                13 => t.extend_from_slice(b"u\t2009-05-04T23:08:57Z\ta\tb\n"),
+                17 => {
+                    t.extend_from_slice(format!("user_{u}\t2009-05-04T23:{:02}:57Z\t\tArt", i % 60).as_bytes());
+                    t.push(0xff); // not UTF-8: decoded lossily
+                    t.extend_from_slice(format!("{tr}\t\tSong {tr}\r\n").as_bytes());
+                }
+                _ => t.extend_from_slice(format!("user_{u}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist {}\t{}\tSong {tr}\n", i % 60, tr % 5, tr % 5, if tr % 3 == 0 { String::new() } else { format!("tm{tr}") }).as_bytes()),
+            }
+        }
+        t.extend_from_slice(b"user_x\t2009-05-04T23:08:57Z\tam1\tArtist\ttm1\tSong"); // no final newline
+        let opts = IngestOptions { on_bad_row: OnBadRow::Skip, max_examples: 3 };
+        let show = |l: &Log| format!("{:?} {:?} {:?} {:?} {:?} {:?} {:?}", l.users, l.tracks, l.user, l.ts, l.track, l.line, l.report);
+        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX).unwrap();
+        assert_eq!(one.report.bad_rows, 20);
+        assert!(one.report.header && one.report.lossy_rows > 0 && one.report.hashed_track_ids > 0);
+        for chunk in [1, 7, 64, 1000, 5000] {
+            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk).unwrap();
+            assert_eq!(show(&l), show(&one), "chunk {chunk}");
+        }
+        let strict = IngestOptions { on_bad_row: OnBadRow::Error, max_examples: 3 };
+        for chunk in [1, 64, usize::MAX] {
+            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk).unwrap_err().to_string();
+            assert!(e.starts_with("t:11: bad timestamp"), "chunk {chunk}: {e}");
+        }
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! A bidirectional transformer trained with the cloze objective: random items are replaced by a
 //! mask token and predicted from both sides. At inference the mask token is appended after the
 //! history and its output scores the next item. Architecture and initialisation follow RecBole
-//! 1.2.1 (`bert4rec.py`), whose scores are the dot product with the item table (no output bias).
+//! 1.2.1 (`bert4rec.py`): after the transformer, an output head (dense layer, GELU, LayerNorm),
+//! and scores are the dot product with the item table plus a learned per-item bias.
 //!
 //! One difference from RecBole: its `reconstruct_test_data` drops the first history item of
 //! sequences shorter than the maximum when it appends the mask; here the most recent
 //! `max_len - 1` items are always kept.
-use super::layers::{attention_mask, dropout, embed, positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
+use super::layers::{attention_mask, dropout, embed, positions, Init, LayerNorm, Linear, Params, TrainCtx, TransformerEncoder, TransformerSpec};
 use super::{Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,9 @@ pub struct Bert4Rec {
     pos: Tensor,
     norm: LayerNorm,
     encoder: TransformerEncoder,
+    output_ffn: Linear,
+    output_ln: LayerNorm,
+    output_bias: Tensor,
     cfg: Bert4RecConfig,
     n_items: usize,
 }
@@ -97,7 +101,10 @@ impl Bert4Rec {
             init_std: std,
         };
         let encoder = TransformerEncoder::new(p, "trm_encoder", &spec)?;
-        Ok(Bert4Rec { items, pos, norm, encoder, cfg, n_items })
+        let output_ffn = Linear::normal(p, "output_ffn", cfg.hidden_size, cfg.hidden_size, std)?;
+        let output_ln = LayerNorm::new(p, "output_ln", cfg.hidden_size, cfg.layer_norm_eps)?;
+        let output_bias = p.var("output_bias", &[n_items], Init::Zeros)?;
+        Ok(Bert4Rec { items, pos, norm, encoder, output_ffn, output_ln, output_bias, cfg, n_items })
     }
 
     /// The config.
@@ -124,9 +131,13 @@ impl SeqEncoder for Bert4Rec {
         let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
         let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
         let mask = attention_mask(lens, l, false, ids.device())?;
-        self.encoder.forward(&x, &mask, ctx)
+        let h = self.encoder.forward(&x, &mask, ctx)?;
+        self.output_ln.forward(&self.output_ffn.forward(&h)?.gelu_erf()?)
     }
     fn item_table(&self) -> Result<Tensor> {
         Ok(self.items.narrow(0, 0, self.n_items)?)
+    }
+    fn item_bias(&self) -> Result<Option<Tensor>> {
+        Ok(Some(self.output_bias.clone()))
     }
 }

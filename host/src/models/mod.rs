@@ -101,6 +101,10 @@ pub trait SeqEncoder: Send + Sync {
     fn forward(&self, items: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor>;
     /// The item vectors that hidden states are scored against, `n_items × d`.
     fn item_table(&self) -> Result<Tensor>;
+    /// A per-item score offset (`n_items`), added to `hidden · item_table()ᵀ`; none by default.
+    fn item_bias(&self) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
     /// The longest input.
     fn max_len(&self) -> usize;
     /// User representations `U × d` for histories (at most `max_len` used, the most recent).

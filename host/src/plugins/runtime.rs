@@ -10,10 +10,14 @@
 //!   plugin with [`TrapKind::CapabilityDenied`] when called. Environment variables and clocks can
 //!   be granted one by one in the config.
 //!
+//! Extractor plugins also get `encore:plugin/host-models`, backed by the runtime's
+//! [`ModelRegistry`]; other kinds that import it get the denying stubs.
+//!
 //! We link our own denying stubs instead of `wasmtime-wasi` with nothing granted: the result for a
 //! plugin is the same (no file, env, clock or network), the host builds ~10 minutes faster, and a
 //! denied call is reported by name instead of as an opaque I/O error inside the guest.
 use super::error::{GuestError, PluginError, PluginId, TrapKind};
+use crate::hostmodels::{ModelError, ModelRegistry};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -29,6 +33,7 @@ pub const API_VERSION: &str = "0.1.0";
 /// wasmtime's version, part of the compilation cache key (the crate is pinned in Cargo.toml).
 const WASMTIME_VERSION: &str = "48.0.8";
 const HOST_INTERFACE: &str = "encore:plugin/host@0.1.0";
+const HOST_MODELS_INTERFACE: &str = "encore:plugin/host-models@0.1.0";
 
 /// Sandbox limits and grants, from the `[sandbox]` table of a config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -107,6 +112,7 @@ pub struct Runtime {
     engine: Engine,
     config: Arc<SandboxConfig>,
     cache_dir: Option<PathBuf>,
+    models: ModelRegistry,
 }
 
 /// The default compilation cache: `$ENCORE_CACHE_DIR`, else `$XDG_CACHE_HOME/encore`, else
@@ -129,7 +135,19 @@ impl Runtime {
         cfg.wasm_component_model(true);
         cfg.consume_fuel(true);
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
-        Ok(Runtime { engine, config: Arc::new(config), cache_dir })
+        Ok(Runtime { engine, config: Arc::new(config), cache_dir, models: ModelRegistry::new() })
+    }
+
+    /// The same runtime, with `models` as the models extractor plugins can call (by default, an
+    /// empty registry that resolves names from `ENCORE_MODEL_<NAME>`).
+    pub fn with_models(mut self, models: ModelRegistry) -> Self {
+        self.models = models;
+        self
+    }
+
+    /// The models extractor plugins can call.
+    pub fn models(&self) -> &ModelRegistry {
+        &self.models
     }
 
     /// The sandbox limits in force.
@@ -172,7 +190,7 @@ impl Runtime {
             }
         };
 
-        let mut plugin = Plugin { runtime: self.clone(), id: id.clone(), component, info: None };
+        let mut plugin = Plugin { runtime: self.clone(), id: id.clone(), component, kind, info: None };
         let (mut store, linker) = plugin.sandbox()?;
         let any = super::bindings::any::AnyPlugin::instantiate(&mut store, &plugin.component, &linker)
             .map_err(|e| load_err(format!("instantiating: {e:#}")))?;
@@ -267,6 +285,8 @@ pub struct Plugin {
     runtime: Runtime,
     id: PluginId,
     component: Component,
+    /// From its exports, known before `info` is read.
+    kind: PluginKind,
     info: Option<PluginInfo>,
 }
 
@@ -343,9 +363,13 @@ impl Plugin {
                 Ok(())
             })?;
         }
+        let models = self.kind == PluginKind::Extractor;
+        if models {
+            link_models(&mut linker, &self.runtime.models)?;
+        }
         let grants = &self.runtime.config.grants;
         for (name, item) in self.component.component_type().imports(engine) {
-            if name == HOST_INTERFACE {
+            if name == HOST_INTERFACE || (models && name == HOST_MODELS_INTERFACE) {
                 continue;
             }
             match item.ty {
@@ -421,6 +445,39 @@ impl Plugin {
     pub(crate) fn memory_cap(&self) -> u64 {
         self.runtime.config.memory_mib << 20
     }
+}
+
+/// Links `encore:plugin/host-models` to `models`. Host-side failures reach the plugin as a
+/// `plugin-error` that names the model and what to do; the plugin decides whether to pass it on.
+fn link_models(linker: &mut Linker<HostState>, models: &ModelRegistry) -> wasmtime::Result<()> {
+    use super::bindings::extractor::encore::plugin::host_models::ModelInfo;
+    use super::bindings::types::PluginError as E;
+    fn wit(e: ModelError) -> E {
+        let m = e.to_string();
+        match e {
+            ModelError::Unknown { .. } | ModelError::Load { .. } => E::Unsupported(m),
+            ModelError::WrongKind { .. } | ModelError::Input { .. } => E::InvalidInput(m),
+            ModelError::Run { .. } => E::Internal(m),
+        }
+    }
+    let mut li = linker.instance(HOST_MODELS_INTERFACE)?;
+    let m = models.clone();
+    li.func_wrap("describe", move |_cx: StoreContextMut<'_, HostState>, (model,): (String,)| {
+        Ok((m.describe(&model).map_err(wit).map(|i| ModelInfo {
+            dim: i.dim as u32,
+            sample_rate: i.sample_rate,
+            architecture: i.architecture,
+        }),))
+    })?;
+    let m = models.clone();
+    li.func_wrap("embed-text", move |_cx: StoreContextMut<'_, HostState>, (model, texts): (String, Vec<String>)| {
+        Ok((m.embed_text(&model, &texts).map_err(wit),))
+    })?;
+    let m = models.clone();
+    li.func_wrap("embed-audio", move |_cx: StoreContextMut<'_, HostState>, (model, clips, rate): (String, Vec<Vec<f32>>, u32)| {
+        Ok((m.embed_audio(&model, &clips, rate).map_err(wit),))
+    })?;
+    Ok(())
 }
 
 /// The host type behind every resource a denied interface declares; never constructed.

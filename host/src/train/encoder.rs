@@ -52,6 +52,8 @@ pub struct Trained {
     pub losses: Vec<f64>,
     /// Wall time of each epoch run in this process, in seconds (training only, no validation).
     pub epoch_seconds: Vec<f64>,
+    /// Wall time of each validation run in this process, in seconds.
+    pub valid_seconds: Vec<f64>,
 }
 
 fn mix(seed: u64, epoch: usize, stream: u64) -> u64 {
@@ -204,6 +206,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
 
     let mut losses = Vec::new();
     let mut epoch_seconds = Vec::new();
+    let mut valid_seconds = Vec::new();
     let mut epoch = start_epoch;
     let stopped_early = bad_evals >= t.patience && best.is_some();
     while epoch < t.epochs && !stopped_early {
@@ -230,8 +233,16 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             let rows = Tensor::from_vec(batch.rows.clone(), batch.rows.len(), device)?;
             let h = hidden.reshape((b * l, d))?.index_select(&rows, 0)?;
             let table = model.item_table()?;
+            let bias = model.item_bias()?;
             let loss = match t.loss {
-                LossKind::Ce => cross_entropy(&h.matmul(&table.t()?)?, &batch.labels)?,
+                LossKind::Ce => {
+                    let logits = h.matmul(&table.t()?)?;
+                    let logits = match &bias {
+                        Some(b) => logits.broadcast_add(b)?,
+                        None => logits,
+                    };
+                    cross_entropy(&logits, &batch.labels)?
+                }
                 LossKind::Bce => {
                     let negs: Vec<u32> = batch
                         .labels
@@ -245,7 +256,12 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
                         .collect();
                     let pos = embed(&table, &Tensor::new(batch.labels.as_slice(), device)?)?;
                     let neg = embed(&table, &Tensor::new(negs.as_slice(), device)?)?;
-                    bce_sampled(&(&h * pos)?.sum(1)?, &(&h * neg)?.sum(1)?)?
+                    let (mut sp, mut sn) = ((&h * pos)?.sum(1)?, (&h * neg)?.sum(1)?);
+                    if let Some(b) = &bias {
+                        sp = (sp + b.index_select(&Tensor::new(batch.labels.as_slice(), device)?, 0)?)?;
+                        sn = (sn + b.index_select(&Tensor::new(negs.as_slice(), device)?, 0)?)?;
+                    }
+                    bce_sampled(&sp, &sn)?
                 }
             };
             let grads = loss.backward()?;
@@ -266,8 +282,10 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         let validate = !data.valid.is_empty() && (epoch % t.eval_every == 0 || epoch == t.epochs);
         let mut improved = false;
         if validate {
+            let valid_started = Instant::now();
             let mut sink = NativeSink::new(metric, n_items as u32);
             evaluate(model.as_ref(), &data.valid, &cfg.eval, &mut sink, device)?;
+            valid_seconds.push(valid_started.elapsed().as_secs_f64());
             let v = sink.value();
             valid_history.push(v);
             if best.is_none_or(|(b, _)| v > b) {
@@ -301,5 +319,5 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         let map = w.iter().cloned().collect();
         checkpoint::load_params(&params, &map, std::path::Path::new("best weights"))?;
     }
-    Ok(Trained { model, params, best, epochs: epoch, resumed_from, valid_history, losses, epoch_seconds })
+    Ok(Trained { model, params, best, epochs: epoch, resumed_from, valid_history, losses, epoch_seconds, valid_seconds })
 }

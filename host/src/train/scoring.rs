@@ -14,6 +14,7 @@ pub struct EncoderScorer<'a> {
     model: &'a dyn SeqEncoder,
     cases: &'a [EvalCase],
     items_t: Tensor,
+    bias: Option<Tensor>,
     device: Device,
 }
 
@@ -21,7 +22,7 @@ impl<'a> EncoderScorer<'a> {
     /// A scorer over `cases`, in their order.
     pub fn new(model: &'a dyn SeqEncoder, cases: &'a [EvalCase], device: &Device) -> Result<Self, TrainError> {
         let items_t = model.item_table()?.t()?.contiguous()?;
-        Ok(EncoderScorer { model, cases, items_t, device: device.clone() })
+        Ok(EncoderScorer { model, cases, items_t, bias: model.item_bias()?, device: device.clone() })
     }
 }
 
@@ -32,7 +33,12 @@ impl Scorer for EncoderScorer<'_> {
     fn score(&self, users: std::ops::Range<usize>) -> anyhow::Result<Vec<f32>> {
         let hist: Vec<&[u32]> = self.cases[users].iter().map(|c| c.history.as_slice()).collect();
         let u = self.model.user_vectors(&hist, &self.device)?;
-        Ok(u.matmul(&self.items_t)?.flatten_all()?.to_vec1::<f32>()?)
+        let scores = u.matmul(&self.items_t)?;
+        let scores = match &self.bias {
+            Some(b) => scores.broadcast_add(b)?,
+            None => scores,
+        };
+        Ok(scores.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 
@@ -60,6 +66,7 @@ pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &Eval
     let n = model.n_items();
     let k = sink.max_k() as usize;
     let table = model.item_table()?;
+    let bias = model.item_bias()?;
     for (b, chunk) in cases.chunks(params.batch_users.max(1)).enumerate() {
         let hist: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
         let users = model.user_vectors(&hist, device)?;
@@ -84,7 +91,11 @@ pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &Eval
                 }
             }
             let idx = Tensor::new(cands.as_slice(), device)?;
-            let scores = table.index_select(&idx, 0)?.matmul(&users.narrow(0, i, 1)?.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut scores = table.index_select(&idx, 0)?.matmul(&users.narrow(0, i, 1)?.t()?)?.flatten_all()?;
+            if let Some(bias) = &bias {
+                scores = (scores + bias.index_select(&idx, 0)?)?;
+            }
+            let scores = scores.to_vec1::<f32>()?;
             let mut order: Vec<usize> = (0..cands.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
             let ranked = order.into_iter().take(k).map(|j| cands[j]).collect();

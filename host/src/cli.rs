@@ -40,13 +40,18 @@ pub struct SandboxArgs {
     /// Compile plugins every time instead of using the on-disk cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// A model folder for the `host-models` imports, as NAME=PATH (repeatable); names not given
+    /// here resolve from $ENCORE_MODEL_<NAME>.
+    #[arg(long = "model", value_name = "NAME=PATH", global = true, value_parser = crate::hostmodels::parse_model_flag)]
+    pub models: Vec<(String, PathBuf)>,
 }
 
 impl SandboxArgs {
     fn runtime(&self) -> anyhow::Result<Runtime> {
         let grants = plugins::Grants { env: self.grant_env.clone(), clock: self.grant_clock };
         let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, grants };
-        Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })
+        let models = self.models.iter().fold(crate::hostmodels::ModelRegistry::new(), |r, (name, path)| r.with(name, path));
+        Ok(Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })?.with_models(models))
     }
     fn dirs(&self) -> Vec<PathBuf> {
         discover::search_path(&self.plugin_dirs)
@@ -63,11 +68,17 @@ pub enum Command {
     Data(crate::data::command::DataCommand),
     /// Evaluate rankings with metric plugins.
     Eval(EvalArgs),
+    /// Extract item features with extractor plugins; measure their label purity.
+    #[command(subcommand)]
+    Features(crate::features::command::FeaturesCommand),
     /// List, check and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Train an ID encoder (SASRec, BERT4Rec, GRU4Rec) and evaluate it by full ranking.
     Train(TrainArgs),
+    /// MGPHot gene ratings by an LLM, and their validation.
+    #[command(subcommand)]
+    Annotate(crate::annotate::AnnotateCommand),
 }
 
 /// `encore train`.
@@ -188,9 +199,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => crate::data::command::run(cmd),
         Command::Eval(args) => eval_rankings(&cli.sandbox, args),
+        Command::Features(cmd) => crate::features::command::run(&cli.sandbox.runtime()?, &cli.sandbox.dirs(), cmd).context("encore features"),
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
         Command::Run(args) => run_pipeline(&cli.sandbox, args),
+        Command::Annotate(cmd) => crate::annotate::run(cmd),
     }
 }
 

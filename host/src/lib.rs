@@ -4,6 +4,7 @@
 //! plugins) → `models` / `train` (ID encoders, E4SRec) → `eval` (full ranking, metric plugins,
 //! bootstrap) → `report`. `plugins` is the wasmtime sandbox the extractor, fusion and metric
 //! plugins run in.
+pub mod annotate;
 pub mod cli;
 pub mod data;
 pub mod eval;

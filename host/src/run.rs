@@ -33,6 +33,9 @@ pub struct RunConfig {
     /// Plugin sandbox limits and grants.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// Feature extraction (`encore features extract --config`); not run by `encore run` yet.
+    #[serde(default)]
+    pub features: Option<crate::features::FeaturesConfig>,
 }
 
 /// `[data]`: paths are relative to the run config's directory.

@@ -115,6 +115,9 @@ pub struct SynthArgs {
     /// WAV clips for the N most popular tracks.
     #[arg(long, default_value_t = 0)]
     pub clips: u32,
+    /// Clip length in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub clip_seconds: f32,
     /// Write listens.tsv.gz.
     #[arg(long)]
     pub gzip: bool,
@@ -158,6 +161,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 empty_mbid: a.empty_mbid,
                 bad_rows: a.bad_rows,
                 clips: a.clips,
+                clip_seconds: a.clip_seconds,
                 gzip: a.gzip,
                 ..SynthConfig::default()
             };

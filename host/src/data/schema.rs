@@ -153,7 +153,7 @@ pub fn write_split(path: &Path, r: &SplitRows, meta: &[(&str, String)]) -> anyho
     )
 }
 
-fn batches(path: &Path) -> anyhow::Result<(Vec<RecordBatch>, Option<String>)> {
+pub(crate) fn batches(path: &Path) -> anyhow::Result<(Vec<RecordBatch>, Option<String>)> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
     let version = b.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == SCHEMA_VERSION_KEY).and_then(|e| e.value.clone()));
@@ -162,7 +162,7 @@ fn batches(path: &Path) -> anyhow::Result<(Vec<RecordBatch>, Option<String>)> {
     Ok((out, version))
 }
 
-fn check_version(path: &Path, v: Option<String>) -> anyhow::Result<()> {
+pub(crate) fn check_version(path: &Path, v: Option<String>) -> anyhow::Result<()> {
     match v.as_deref() {
         Some(v) if v == SCHEMA_VERSION.to_string() => Ok(()),
         Some(v) => bail!("{}: schema version {v}, this encore reads version {SCHEMA_VERSION}", path.display()),
@@ -170,7 +170,7 @@ fn check_version(path: &Path, v: Option<String>) -> anyhow::Result<()> {
     }
 }
 
-fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
+pub(crate) fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
     b.column_by_name(name).with_context(|| format!("{}: no column `{name}`", path.display()))
 }
 

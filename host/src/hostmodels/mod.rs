@@ -190,6 +190,33 @@ impl ModelRegistry {
         self
     }
 
+    /// What the feature cache keys on: each registered model and each `ENCORE_MODEL_*` folder, with
+    /// the size and modification time of its files, so swapping a model's weights recomputes.
+    pub fn cache_key(&self) -> Vec<String> {
+        let mut folders: Vec<(String, PathBuf)> = self.entries.iter().map(|(n, p)| (n.clone(), p.clone())).collect();
+        if self.env_fallback {
+            folders.extend(std::env::vars_os().filter_map(|(k, v)| Some((k.to_str()?.strip_prefix("ENCORE_MODEL_")?.to_string(), PathBuf::from(v)))));
+        }
+        folders
+            .into_iter()
+            .map(|(name, dir)| {
+                let mut files: Vec<String> = std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter_map(|e| {
+                                let m = e.metadata().ok()?;
+                                let t = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+                                Some(format!("{}:{}:{t}", e.file_name().to_string_lossy(), m.len()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                files.sort();
+                format!("{name}={} [{}]", dir.display(), files.join(","))
+            })
+            .collect()
+    }
+
     /// The folder model `name` resolves to.
     pub fn resolve(&self, name: &str) -> Result<PathBuf, ModelError> {
         let unknown = || ModelError::Unknown { name: name.to_string(), env: env_var(name) };

@@ -10,8 +10,10 @@
 //! (candle 0.11 drops their gradients silently). A test checks that every trainable tensor gets
 //! a gradient.
 pub mod bert4rec;
+pub mod gguf_tokenizer;
 pub mod gru4rec;
 pub mod layers;
+pub mod llama_gguf;
 pub mod sasrec;
 
 pub use bert4rec::{Bert4Rec, Bert4RecConfig};

@@ -42,7 +42,7 @@ pub struct SandboxArgs {
     pub no_cache: bool,
     /// A model folder for the `host-models` imports, as NAME=PATH (repeatable); names not given
     /// here resolve from $ENCORE_MODEL_<NAME>.
-    #[arg(long = "model", value_name = "NAME=PATH", global = true, value_parser = crate::hostmodels::parse_model_flag)]
+    #[arg(long = "model-dir", value_name = "NAME=PATH", global = true, value_parser = crate::hostmodels::parse_model_flag)]
     pub models: Vec<(String, PathBuf)>,
 }
 

@@ -4,7 +4,7 @@
 //! once (the first time any plugin asks) and runs it on the host's device. The sandbox stays
 //! closed: plugins never see a path. A name resolves, in order, from
 //! - entries added by the host: a config's `[models.NAME] path = "..."` table
-//!   ([`ModelRegistry::from_config`]) or a `--model NAME=PATH` flag ([`parse_model_flag`]);
+//!   ([`ModelRegistry::from_config`]) or a `--model-dir NAME=PATH` flag ([`parse_model_flag`]);
 //! - the environment variable `ENCORE_MODEL_<NAME>` (upper case, `-` and `.` as `_`), e.g.
 //!   `ENCORE_MODEL_ALL_MINILM_L6_V2=/path/to/all-MiniLM-L6-v2`.
 //!
@@ -51,7 +51,7 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     /// The name is neither registered nor in the environment.
-    #[error("model `{name}` is not registered: add `[models.{name}] path = \"/path/to/hf-folder\"` to the config, pass `--model {name}=PATH`, or set {env}")]
+    #[error("model `{name}` is not registered: add `[models.{name}] path = \"/path/to/hf-folder\"` to the config, pass `--model-dir {name}=PATH`, or set {env}")]
     Unknown {
         /// The model's name.
         name: String,

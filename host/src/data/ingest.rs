@@ -363,12 +363,6 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         if let [rest @ .., b'\r'] = line {
             line = rest;
         }
-        let bad = |c: &mut Chunk<'_>, what: String| {
-            c.bad_count += 1;
-            if c.bad.len() < opts.max_examples.max(1) {
-                c.bad.push((line_no, what));
-            }
-        };
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             c.blank += 1;
             continue;
@@ -391,29 +385,19 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
             c.header = true;
             continue;
         }
-        if count != 6 {
-            bad(&mut c, format!("{count} tab-separated fields, expected 6"));
-            if opts.on_bad_row == OnBadRow::Error {
-                break;
+        let ts = match check_fields(&f, count) {
+            Ok(ts) => ts,
+            Err(what) => {
+                c.bad_count += 1;
+                if c.bad.len() < opts.max_examples.max(1) {
+                    c.bad.push((line_no, what));
+                }
+                if opts.on_bad_row == OnBadRow::Error {
+                    break;
+                }
+                continue;
             }
-            continue;
-        }
-        let Some(ts) = super::time::parse_iso8601(f[1]) else {
-            let shown = String::from_utf8_lossy(&f[1][..f[1].len().min(40)]).into_owned();
-            bad(&mut c, format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"));
-            if opts.on_bad_row == OnBadRow::Error {
-                break;
-            }
-            continue;
         };
-        if f[0].is_empty() || (f[4].is_empty() && f[5].is_empty()) {
-            let what = if f[0].is_empty() { "empty user id" } else { "no track MBID and no track name" };
-            bad(&mut c, what.into());
-            if opts.on_bad_row == OnBadRow::Error {
-                break;
-            }
-            continue;
-        }
         // Validate UTF-8 once per row; fields of a valid row are borrowed, never copied.
         let fields: [Cow<'_, str>; 6] = match std::str::from_utf8(line) {
             Ok(text) => {
@@ -484,6 +468,24 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         c.line.push(line_no as u32);
     }
     c
+}
+
+/// The timestamp of a row split into `count` fields `f`, or what is wrong with the row.
+fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
+    if count != 6 {
+        return Err(format!("{count} tab-separated fields, expected 6"));
+    }
+    let Some(ts) = super::time::parse_iso8601(f[1]) else {
+        let shown = String::from_utf8_lossy(&f[1][..f[1].len().min(40)]);
+        return Err(format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"));
+    };
+    if f[0].is_empty() {
+        return Err("empty user id".into());
+    }
+    if f[4].is_empty() && f[5].is_empty() {
+        return Err("no track MBID and no track name".into());
+    }
+    Ok(ts)
 }
 
 /// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones

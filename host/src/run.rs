@@ -9,6 +9,7 @@ use crate::models::EncoderConfig;
 use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
 use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
 use anyhow::{bail, Context};
+use candle_core::Tensor;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -94,17 +95,18 @@ impl RunConfig {
     }
 }
 
-/// Scores every item by its number of training plays, the same for every user.
+/// Scores every item by its number of training plays, the same for every user: a user vector
+/// `[1]` against the counts as 1-d item vectors.
 struct Popularity {
-    scores: Vec<f32>,
+    counts: Tensor,
 }
 
 impl Scorer for Popularity {
-    fn n_items(&self) -> usize {
-        self.scores.len()
+    fn item_table(&self) -> &Tensor {
+        &self.counts
     }
-    fn score(&self, users: std::ops::Range<usize>) -> anyhow::Result<Vec<f32>> {
-        Ok(users.flat_map(|_| self.scores.iter().copied()).collect())
+    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
+        Ok(Tensor::ones((users.len(), 1), candle_core::DType::F32, self.counts.device())?)
     }
 }
 
@@ -154,7 +156,8 @@ pub fn run(
         let users = train::scoring::eval_users(&data.test);
         let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
         let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
-        full_ranking(&Popularity { scores: counts }, &users, &mut suite, opts)?;
+        let counts = Tensor::from_vec(counts, (data.n_items, 1), &candle_core::Device::Cpu)?;
+        full_ranking(&Popularity { counts }, &users, &mut suite, opts)?;
         reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
     }
     for enc in &cfg.encoder {

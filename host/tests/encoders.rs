@@ -106,6 +106,24 @@ fn gradients_reach_every_trainable_tensor() {
 }
 
 #[test]
+fn the_last_position_shortcut_equals_the_full_forward() {
+    // Evaluation runs the transformers' last layer at each row's last position only.
+    for enc in [sasrec(), bert4rec(), gru4rec()] {
+        let mut params = Params::new(5, &Device::Cpu);
+        let model = enc.build(N_ITEMS, &mut params).unwrap();
+        let seqs: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![7], vec![10, 11, 12, 13, 14, 15, 16, 17, 18, 19], vec![20, 21, 22]];
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let (ids, lens) = encore::models::pad_batch(&refs, 10, model.pad(), &Device::Cpu).unwrap();
+        let full = encore::models::gather_last(&model.forward(&ids, &lens, None).unwrap(), &lens).unwrap();
+        let last = model.forward_last(&ids, &lens).unwrap();
+        assert_eq!(full.dims(), last.dims());
+        let diff = (full - &last).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = last.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(scale > 0.1 && diff < 1e-5, "{}: max difference {diff} (values up to {scale})", enc.name());
+    }
+}
+
+#[test]
 fn encoders_learn_a_planted_pattern_and_beat_popularity() {
     let data = pattern_data(300, 12, 1);
     let pop = popularity_recall10(&data);

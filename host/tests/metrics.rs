@@ -179,3 +179,70 @@ fn full_ranking_matches_native_metrics_on_random_scores() {
         }
     }
 }
+
+/// A scorer that batches users in reverse order and with a bias, to show that batching, bucketing
+/// and thread count change nothing: the per-user values come back in the evaluation set's order.
+struct Reversed {
+    inner: DotScorer,
+    bias: candle_core::Tensor,
+}
+
+impl encore::eval::Scorer for Reversed {
+    fn item_table(&self) -> &candle_core::Tensor {
+        self.inner.item_table()
+    }
+    fn item_bias(&self) -> Option<&candle_core::Tensor> {
+        Some(&self.bias)
+    }
+    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<candle_core::Tensor> {
+        self.inner.user_vectors(users)
+    }
+    fn batch_key(&self, user: usize) -> usize {
+        usize::MAX - user
+    }
+}
+
+#[test]
+fn rankings_do_not_depend_on_batching_and_come_back_in_order() {
+    use encore::eval::Scorer;
+    let (n_users, n_items, dim) = (97, 300, 4);
+    let users: Vec<f32> = (0..n_users * dim).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+    let items: Vec<f32> = (0..n_items * dim).map(|i| ((i * 53) % 13) as f32 - 6.0).collect();
+    let bias: Vec<f32> = (0..n_items).map(|i| (i % 5) as f32).collect();
+    let eval_users: Vec<EvalUser> = (0..n_users)
+        .map(|u| EvalUser { seen: vec![(u % n_items) as u32, ((u * 3) % n_items) as u32], targets: if u % 10 == 4 { vec![] } else { vec![((u * 7) % n_items) as u32] } })
+        .collect();
+    let scorer = || Reversed { inner: DotScorer::from_vecs(users.clone(), items.clone(), dim, &Device::Cpu).unwrap(), bias: candle_core::Tensor::new(bias.as_slice(), &Device::Cpu).unwrap() };
+    let run = |batch_users: usize, reversed: bool| {
+        let mut suite = MetricSuite::new(&[common::load("ndcg"), common::load("mrr")], &[5, 20], n_items as u32).unwrap();
+        let opts = RankOptions { batch_users, mask_seen: true };
+        if reversed {
+            full_ranking(&scorer(), &eval_users, &mut suite, opts).unwrap();
+        } else {
+            // The same scores without the reversed batching: the bias folded into a plain scorer
+            // by one more dimension (user 1 · item bias).
+            let u: Vec<f32> = users.chunks(dim).flat_map(|r| r.iter().copied().chain([1.0])).collect();
+            let it: Vec<f32> = items.chunks(dim).zip(&bias).flat_map(|(r, &b)| r.iter().copied().chain([b])).collect();
+            let plain = DotScorer::from_vecs(u, it, dim + 1, &Device::Cpu).unwrap();
+            assert!(plain.item_bias().is_none());
+            full_ranking(&plain, &eval_users, &mut suite, opts).unwrap();
+        }
+        (suite.per_user("ndcg", 5).unwrap().to_vec(), suite.per_user("mrr", 20).unwrap().to_vec())
+    };
+    let want = run(1000, false);
+    assert_eq!(want.0.len(), n_users - n_users / 10 - 1, "users without targets are skipped");
+    assert!(want.0.iter().any(|&v| v > 0.0) && want.0.iter().any(|&v| v == 0.0));
+    for batch in [1, 2, 7, 64, 1000] {
+        assert_eq!(run(batch, true), want, "batch of {batch}, reversed");
+        assert_eq!(run(batch, false), want, "batch of {batch}");
+    }
+}
+
+#[test]
+fn a_nan_score_names_the_user_and_item() {
+    let scorer = DotScorer::from_vecs(vec![1.0, 1.0, f32::NAN], vec![1.0, 2.0, 3.0], 1, &Device::Cpu).unwrap();
+    let users = vec![EvalUser { seen: vec![], targets: vec![0] }; 3];
+    let mut suite = MetricSuite::new(&[common::load("recall")], &[1], 3).unwrap();
+    let err = full_ranking(&scorer, &users, &mut suite, RankOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("item 0 as NaN for user 2"), "{err}");
+}

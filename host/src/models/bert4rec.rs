@@ -125,6 +125,19 @@ impl Bert4Rec {
     pub fn config(&self) -> &Bert4RecConfig {
         &self.cfg
     }
+
+    /// The encoder's input (item + position embeddings, normalised) and its bidirectional mask.
+    fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let (b, l) = ids.dims2()?;
+        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
+        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
+        Ok((x, attention_mask(lens, l, false, ids.device())?))
+    }
+
+    /// RecBole's output head after the transformer: dense, GELU, LayerNorm.
+    fn head(&self, h: &Tensor) -> Result<Tensor> {
+        self.output_ln.forward(&self.output_ffn.forward(h)?.gelu_erf()?)
+    }
 }
 
 impl SeqEncoder for Bert4Rec {
@@ -141,12 +154,12 @@ impl SeqEncoder for Bert4Rec {
         self.cfg.max_len
     }
     fn forward(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
-        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
-        let mask = attention_mask(lens, l, false, ids.device())?;
-        let h = self.encoder.forward(&x, &mask, ctx)?;
-        self.output_ln.forward(&self.output_ffn.forward(&h)?.gelu_erf()?)
+        let (x, mask) = self.input(ids, lens, ctx)?;
+        self.head(&self.encoder.forward(&x, &mask, ctx)?)
+    }
+    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (x, mask) = self.input(ids, lens, None)?;
+        self.head(&self.encoder.forward_last(&x, &mask, lens)?)
     }
     fn item_table(&self) -> Result<Tensor> {
         Ok(self.items.narrow(0, 0, self.n_items)?)

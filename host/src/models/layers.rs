@@ -285,6 +285,24 @@ impl MultiHeadAttention {
         let out = dropout(&self.dense.forward(&out)?, self.hidden_dropout, ctx)?;
         self.norm.forward(&(out + x)?)
     }
+
+    /// [`forward`](Self::forward) at one query position per row only, `lens[i] - 1`, for
+    /// inference: `x` B × L × d and `mask` B × 1 × L × L ([`attention_mask`]) give B × d.
+    pub fn forward_last(&self, x: &Tensor, mask: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let (h, dh) = (self.n_heads, d / self.n_heads);
+        let at = super::last_positions(lens, l, x.device())?;
+        let xq = x.reshape((b * l, d))?.index_select(&at, 0)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous()?) };
+        let q = heads(self.query.forward(&xq)?, 1)?;
+        let k = heads(self.key.forward(x)?, l)?;
+        let v = heads(self.value.forward(x)?, l)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
+        let mask = mask.reshape((b * l, l))?.index_select(&at, 0)?.reshape((b, 1, 1, l))?;
+        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
+        let out = probs.matmul(&v)?.reshape((b, d))?;
+        self.norm.forward(&(self.dense.forward(&out)? + xq)?)
+    }
 }
 
 /// Position-wise feed-forward with GELU, residual and post-norm (RecBole's `FeedForward`).
@@ -340,6 +358,20 @@ impl TransformerEncoder {
             h = ff.forward(&attn.forward(&h, mask, ctx)?, ctx)?;
         }
         Ok(h)
+    }
+
+    /// The output at position `lens[i] - 1` of each row, `B × d`, for inference: every layer
+    /// but the last runs in full (later positions' keys and values need it), the last one at
+    /// those positions only.
+    pub fn forward_last(&self, x: &Tensor, mask: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let Some(((attn, ff), rest)) = self.layers.split_last() else {
+            return super::gather_last(x, lens);
+        };
+        let mut h = x.clone();
+        for (a, f) in rest {
+            h = f.forward(&a.forward(&h, mask, None)?, None)?;
+        }
+        ff.forward(&attn.forward_last(&h, mask, lens)?, None)
     }
 }
 

@@ -107,6 +107,12 @@ pub trait SeqEncoder: Send + Sync {
     }
     /// The longest input.
     fn max_len(&self) -> usize;
+    /// The hidden state at position `lens[i] - 1` of each row, `B × d`: what a user vector reads.
+    /// The default runs [`forward`](Self::forward) and gathers; the transformers override it to
+    /// run their last layer at those positions only (the same values, to rounding).
+    fn forward_last(&self, items: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        gather_last(&self.forward(items, lens, None)?, lens)
+    }
     /// User representations `U × d` for histories (at most `max_len` used, the most recent).
     fn user_vectors(&self, histories: &[&[u32]], device: &Device) -> Result<Tensor> {
         let max_len = self.max_len();
@@ -126,8 +132,7 @@ pub trait SeqEncoder: Send + Sync {
             }
             Objective::NextItem => pad_batch(histories, max_len, self.pad(), device)?,
         };
-        let hidden = self.forward(&input, &lens, None)?;
-        gather_last(&hidden, &lens)
+        self.forward_last(&input, &lens)
     }
 }
 
@@ -149,7 +154,11 @@ pub fn pad_batch(seqs: &[&[u32]], max_len: usize, pad: u32, device: &Device) -> 
 /// The hidden state at position `len - 1` of each row of `B × L × d`.
 pub fn gather_last(hidden: &Tensor, lens: &[usize]) -> Result<Tensor> {
     let (b, l, d) = hidden.dims3()?;
+    Ok(hidden.reshape((b * l, d))?.index_select(&last_positions(lens, l, hidden.device())?, 0)?)
+}
+
+/// The flat row `i · l + lens[i] - 1` of each of the `lens.len()` sequences padded to `l`.
+pub fn last_positions(lens: &[usize], l: usize, device: &Device) -> Result<Tensor> {
     let idx: Vec<u32> = lens.iter().enumerate().map(|(i, &n)| (i * l + n.clamp(1, l) - 1) as u32).collect();
-    let idx = Tensor::from_vec(idx, b, hidden.device())?;
-    Ok(hidden.reshape((b * l, d))?.index_select(&idx, 0)?)
+    Ok(Tensor::from_vec(idx, lens.len(), device)?)
 }

@@ -80,6 +80,14 @@ impl SasRec {
         let encoder = TransformerEncoder::new(p, "trm_encoder", &spec)?;
         Ok(SasRec { items, pos, norm, encoder, cfg, n_items })
     }
+
+    /// The encoder's input (item + position embeddings, normalised) and its causal mask.
+    fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let (b, l) = ids.dims2()?;
+        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
+        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
+        Ok((x, attention_mask(lens, l, true, ids.device())?))
+    }
 }
 
 impl SeqEncoder for SasRec {
@@ -96,11 +104,12 @@ impl SeqEncoder for SasRec {
         self.cfg.max_len
     }
     fn forward(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
-        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
-        let mask = attention_mask(lens, l, true, ids.device())?;
+        let (x, mask) = self.input(ids, lens, ctx)?;
         self.encoder.forward(&x, &mask, ctx)
+    }
+    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (x, mask) = self.input(ids, lens, None)?;
+        self.encoder.forward_last(&x, &mask, lens)
     }
     fn item_table(&self) -> Result<Tensor> {
         Ok(self.items.narrow(0, 0, self.n_items)?)

@@ -9,11 +9,11 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Scores the whole catalog for evaluation users by `user vector · item tableᵀ`.
+/// Scores the whole catalog for evaluation users by `user vector · item tableᵀ (+ item bias)`.
 pub struct EncoderScorer<'a> {
     model: &'a dyn SeqEncoder,
     cases: &'a [EvalCase],
-    items_t: Tensor,
+    items: Tensor,
     bias: Option<Tensor>,
     device: Device,
 }
@@ -21,24 +21,24 @@ pub struct EncoderScorer<'a> {
 impl<'a> EncoderScorer<'a> {
     /// A scorer over `cases`, in their order.
     pub fn new(model: &'a dyn SeqEncoder, cases: &'a [EvalCase], device: &Device) -> Result<Self, TrainError> {
-        let items_t = model.item_table()?.t()?.contiguous()?;
-        Ok(EncoderScorer { model, cases, items_t, bias: model.item_bias()?, device: device.clone() })
+        Ok(EncoderScorer { model, cases, items: model.item_table()?, bias: model.item_bias()?, device: device.clone() })
     }
 }
 
 impl Scorer for EncoderScorer<'_> {
-    fn n_items(&self) -> usize {
-        self.model.n_items()
+    fn item_table(&self) -> &Tensor {
+        &self.items
     }
-    fn score(&self, users: std::ops::Range<usize>) -> anyhow::Result<Vec<f32>> {
-        let hist: Vec<&[u32]> = self.cases[users].iter().map(|c| c.history.as_slice()).collect();
-        let u = self.model.user_vectors(&hist, &self.device)?;
-        let scores = u.matmul(&self.items_t)?;
-        let scores = match &self.bias {
-            Some(b) => scores.broadcast_add(b)?,
-            None => scores,
-        };
-        Ok(scores.flatten_all()?.to_vec1::<f32>()?)
+    fn item_bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
+        let hist: Vec<&[u32]> = users.iter().map(|&u| self.cases[u].history.as_slice()).collect();
+        Ok(self.model.user_vectors(&hist, &self.device)?)
+    }
+    /// Histories of equal (truncated) length pad to the same width.
+    fn batch_key(&self, user: usize) -> usize {
+        self.cases[user].history.len().min(self.model.max_len())
     }
 }
 

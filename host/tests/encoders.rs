@@ -107,8 +107,10 @@ fn gradients_reach_every_trainable_tensor() {
 
 #[test]
 fn the_last_position_shortcut_equals_the_full_forward() {
-    // Evaluation runs the transformers' last layer at each row's last position only.
-    for enc in [sasrec(), bert4rec(), gru4rec()] {
+    // Evaluation runs the transformers' last layer at each row's last position only, and the
+    // GRU's last layer on host buffers.
+    let two_grus = EncoderConfig::Gru4Rec(Gru4RecConfig { embedding_size: 16, hidden_size: 24, num_layers: 2, max_len: 10, ..Default::default() });
+    for enc in [sasrec(), bert4rec(), gru4rec(), two_grus] {
         let mut params = Params::new(5, &Device::Cpu);
         let model = enc.build(N_ITEMS, &mut params).unwrap();
         let seqs: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![7], vec![10, 11, 12, 13, 14, 15, 16, 17, 18, 19], vec![20, 21, 22]];

@@ -23,6 +23,8 @@ use crate::plugins::metric::Ranking;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// One user to evaluate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -166,9 +168,10 @@ pub fn full_ranking(scorer: &dyn Scorer, users: &[EvalUser], suite: &mut dyn Ran
     let threads = rayon::current_num_threads().max(1);
     // One batch per thread, each multiplying on its own thread; a lone batch uses them all.
     let par = if batches.len() >= threads { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
-    let ctx = BatchCtx { scorer, users, table: &table, bias: bias.as_deref(), n, dim, k, mask: opts.mask_seen, par };
+    let ctx = BatchCtx { scorer, users, table: &table, bias: bias.as_deref(), n, dim, k, mask: opts.mask_seen, par, phases: Default::default() };
     let mut buffers: Vec<Vec<f32>> = (0..threads).map(|_| Vec::new()).collect();
     let mut ranked: Vec<Option<Ranking>> = vec![None; users.len()];
+    let started = Instant::now();
     for wave in batches.chunks(threads) {
         let done: Vec<Vec<(usize, Ranking)>> = wave.par_iter().zip(buffers.par_iter_mut()).map(|(b, buf)| ctx.rank(b, buf)).collect::<anyhow::Result<_>>()?;
         for (u, r) in done.into_iter().flatten() {
@@ -177,9 +180,17 @@ pub fn full_ranking(scorer: &dyn Scorer, users: &[EvalUser], suite: &mut dyn Ran
     }
     drop(buffers);
     let ranked: Vec<Ranking> = ranked.into_iter().flatten().collect();
+    let scored = started.elapsed().as_secs_f64();
     for chunk in ranked.chunks(opts.batch_users.max(1)) {
         suite.add(chunk)?;
     }
+    let [v, s, t] = ctx.phases.each_ref().map(|p| p.load(Ordering::Relaxed) as f64 * 1e-9);
+    tracing::debug!(
+        "full ranking of {} users × {n} items: {} batches on {threads} threads, {scored:.2} s (thread-seconds: user vectors {v:.2}, scores {s:.2}, top-K {t:.2}), metrics {:.2} s",
+        ranked.len(),
+        batches.len(),
+        started.elapsed().as_secs_f64() - scored
+    );
     Ok(())
 }
 
@@ -194,24 +205,33 @@ struct BatchCtx<'a> {
     k: usize,
     mask: bool,
     par: gemm::Parallelism,
+    /// Nanoseconds spent on user vectors, scores and top-K, summed over threads.
+    phases: [AtomicU64; 3],
 }
 
 impl BatchCtx<'_> {
     /// Scores one batch into `buf` and ranks each of its users.
     fn rank(&self, batch: &[usize], buf: &mut Vec<f32>) -> anyhow::Result<Vec<(usize, Ranking)>> {
         let (m, n) = (batch.len(), self.n);
+        let clock = Instant::now();
+        let lap = |phase: usize, since: Instant| self.phases[phase].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let vecs = self.scorer.user_vectors(batch)?;
         let (vm, vd) = vecs.dims2().context("user vectors must be a matrix")?;
         if (vm, vd) != (m, self.dim) {
             bail!("the scorer gave {vm} user vectors of width {vd} for {m} users and items of width {}", self.dim);
         }
         let vecs = host_f32(&vecs)?;
+        lap(0, clock);
+        let clock = Instant::now();
         buf.resize(m * n, 0.0);
         if let Some(b) = self.bias {
             buf.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
         }
-        matmul_nt(buf, &vecs, self.table, m, n, self.dim, self.bias.is_some(), self.par);
-        buf.par_chunks(n)
+        crate::math::matmul_nt(buf, &vecs, self.table, m, n, self.dim, self.bias.is_some(), self.par);
+        lap(1, clock);
+        let clock = Instant::now();
+        let ranked = buf
+            .par_chunks(n)
             .zip(batch)
             .map(|(row, &u)| {
                 let user = &self.users[u];
@@ -223,33 +243,9 @@ impl BatchCtx<'_> {
                 targets.dedup();
                 Ok((u, Ranking { ranked, targets }))
             })
-            .collect()
-    }
-}
-
-/// `dst (m × n) = [dst +] lhs (m × d) · rhsᵀ`, where `rhs` is `n × d`; everything row-major.
-fn matmul_nt(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, d: usize, accumulate: bool, par: gemm::Parallelism) {
-    assert!(dst.len() == m * n && lhs.len() == m * d && rhs.len() == n * d, "matmul_nt: shapes do not match the buffers");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if d == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the assert above keeps every index in bounds: dst (i, j) at i·n + j, lhs (i, c) at
-    // i·d + c, rhs (c, j) = rhs row j, column c, at j·d + c; the three slices do not overlap
-    // (`dst` is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            m, n, d,
-            dst.as_mut_ptr(), 1, n as isize, accumulate,
-            lhs.as_ptr(), 1, d as isize,
-            rhs.as_ptr(), d as isize, 1,
-            1.0, 1.0, false, false, false, par,
-        );
+            .collect();
+        lap(2, clock);
+        ranked
     }
 }
 
@@ -324,7 +320,7 @@ fn sift_down(heap: &mut [(f32, u32)], worse: impl Fn((f32, u32), (f32, u32)) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{matmul_nt, top_k};
+    use super::top_k;
 
     /// The reference: a full sort, lower index first on ties, masked items left out.
     fn sorted(scores: &[f32], k: usize, masked: &[u32]) -> Vec<u32> {
@@ -374,23 +370,5 @@ mod tests {
         rising[10] = f32::INFINITY;
         rising[20] = f32::NEG_INFINITY;
         assert_eq!(top_k(&rising, 5, &[]).unwrap(), sorted(&rising, 5, &[]));
-    }
-
-    #[test]
-    fn matmul_nt_matches_the_definition_and_accumulates() {
-        let (m, n, d) = (3, 5, 4);
-        let lhs: Vec<f32> = (0..m * d).map(|i| (i % 5) as f32 - 2.0).collect();
-        let rhs: Vec<f32> = (0..n * d).map(|i| (i % 3) as f32 - 1.0).collect();
-        let want = |i: usize, j: usize| (0..d).map(|c| lhs[i * d + c] * rhs[j * d + c]).sum::<f32>();
-        let mut dst = vec![f32::NAN; m * n];
-        matmul_nt(&mut dst, &lhs, &rhs, m, n, d, false, gemm::Parallelism::None);
-        let mut acc = vec![10.0; m * n];
-        matmul_nt(&mut acc, &lhs, &rhs, m, n, d, true, gemm::Parallelism::Rayon(2));
-        for i in 0..m {
-            for j in 0..n {
-                assert_eq!(dst[i * n + j], want(i, j));
-                assert_eq!(acc[i * n + j], 10.0 + want(i, j));
-            }
-        }
     }
 }

@@ -78,6 +78,14 @@ impl SeqEncoder for Gru4Rec {
         }
         self.dense.forward(&h)
     }
+    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (last, rest) = self.grus.split_last().ok_or_else(|| super::ModelError::Config("GRU4Rec needs num_layers ≥ 1".into()))?;
+        let mut h = embed(&self.items, ids)?;
+        for gru in rest {
+            h = gru.forward(&h)?;
+        }
+        self.dense.forward(&last.last_state(&h, lens)?)
+    }
     fn item_table(&self) -> Result<Tensor> {
         Ok(self.items.narrow(0, 0, self.n_items)?)
     }

@@ -440,4 +440,43 @@ impl Gru {
         }
         Ok(Tensor::stack(&outs, 1)?)
     }
+
+    /// The state after each row's last real step (`lens[i]`), for inference: `x` B × L × E →
+    /// B × H. It runs on host buffers, one matrix product per step into a reused buffer and the
+    /// gates in vectorised `sigmoid`/`tanh`: candle's graph of small ops and libm's `tanhf` were
+    /// most of GRU4Rec's evaluation time. The same values as [`forward`](Self::forward), to 1e-6.
+    pub fn last_state(&self, x: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        use crate::math::{matmul_nt, sigmoid, tanh};
+        let (b, l, e) = x.dims3()?;
+        let hd = self.hidden;
+        let device = x.device().clone();
+        let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let w_ih: Vec<f32> = self.w_ih.flatten_all()?.to_vec1()?;
+        let w_hh: Vec<f32> = self.w_hh.flatten_all()?.to_vec1()?;
+        let lens: Vec<usize> = lens.iter().map(|&n| n.clamp(1, l.max(1))).collect();
+        // Per step: the inputs at t, their projection, the state's projection; all reused.
+        let (mut xt, mut gi, mut gh) = (vec![0f32; b * e], vec![0f32; b * 3 * hd], vec![0f32; b * 3 * hd]);
+        let mut h = vec![0f32; b * hd];
+        for t in 0..lens.iter().copied().max().unwrap_or(0) {
+            for (row, dst) in xt.chunks_exact_mut(e).enumerate() {
+                dst.copy_from_slice(&x[(row * l + t) * e..][..e]);
+            }
+            matmul_nt(&mut gi, &xt, &w_ih, b, 3 * hd, e, false, gemm::Parallelism::None);
+            matmul_nt(&mut gh, &h, &w_hh, b, 3 * hd, hd, false, gemm::Parallelism::None);
+            let rows = h.chunks_exact_mut(hd).zip(gi.chunks_exact(3 * hd)).zip(gh.chunks_exact(3 * hd));
+            for (((hr, gi), gh), _) in rows.zip(&lens).filter(|(_, &n)| t < n) {
+                let (ir, rest) = gi.split_at(hd);
+                let (iz, inn) = rest.split_at(hd);
+                let (hr_, rest) = gh.split_at(hd);
+                let (hz, hn) = rest.split_at(hd);
+                for (((((hj, &ir), &iz), &inn), (&hr_, &hz)), &hn) in hr.iter_mut().zip(ir).zip(iz).zip(inn).zip(hr_.iter().zip(hz)).zip(hn) {
+                    let r = sigmoid(ir + hr_);
+                    let z = sigmoid(iz + hz);
+                    let n = tanh(inn + r * hn);
+                    *hj = n + z * (*hj - n);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(h, (b, hd), &device)?)
+    }
 }

@@ -2,6 +2,7 @@
 //! nothing; a new parameter or plugin file recomputes), trapping tracks recorded as failed without
 //! losing the others, and resuming after SIGKILL.
 mod common;
+use common::s;
 
 use encore::data::ingest::Track as LogTrack;
 use encore::data::sessions::{Dataset, Item, Sessions};
@@ -30,9 +31,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn vectors_mask_and_manifest_then_the_cache() {

@@ -3,12 +3,9 @@
 //! synth → prepare → features extract (mgphot from tracks.tsv, audio-dsp from the WAV clips) →
 //! features purity.
 mod common;
+use common::s;
 
-use std::path::Path;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn mgphot_and_audio_dsp_separate_the_planted_styles() {

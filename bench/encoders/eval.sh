@@ -22,21 +22,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown flag $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-venv="${ENCORE_TORCH_VENV:-$HOME/.cache/encore-venv-torch}"
-if ! "$venv/bin/python" -c "import torch, recbole" 2>/dev/null; then
-  echo "creating $venv (torch, RecBole 1.2.1)" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "numpy<2" "pandas<3" torch "recbole==1.2.1" scipy
-fi
-py="$venv/bin/python"
-export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads RAYON_NUM_THREADS=$threads
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/encore-target-rel}"
-cargo plugins -q
-cargo build -q --release -p encore
-enc="$CARGO_TARGET_DIR/release/encore"
-work=${keep:-$(mktemp -d)}
-mkdir -p "$work"
-[ -z "$keep" ] && trap 'rm -rf "$work"' EXIT
+. bench/encoders/setup.sh
 if [ ! -f "$work/rb/encore.inter" ]; then
   # Short histories (≈ 20 plays per user); every track drawn at least once in expectation.
   "$enc" data synth --users "$users" --tracks "$tracks" --rows $((users * 22)) --seed 43 --out "$work/synth" >/dev/null

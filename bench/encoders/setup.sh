@@ -16,4 +16,6 @@ enc="$CARGO_TARGET_DIR/release/encore"
 
 work=${keep:-$(mktemp -d)}
 mkdir -p "$work"
-[ -z "$keep" ] && trap 'rm -rf "$work"' EXIT
+if [ -z "$keep" ]; then
+  trap 'rm -rf "$work"' EXIT
+fi

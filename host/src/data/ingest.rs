@@ -126,12 +126,22 @@ pub fn name_hash_id(parts: &[&str]) -> String {
 }
 
 fn push_hash_id(out: &mut String, parts: &[&[u8]]) {
+    push_hex_id(out, fnv1a64(parts));
+}
+
+fn push_hex_id(out: &mut String, h: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h = fnv1a64(parts);
     out.push_str("h64:");
     for i in (0..16).rev() {
         out.push(HEX[((h >> (i * 4)) & 0xf) as usize] as char);
     }
+}
+
+/// `h64:` + the 16 lowercase hex digits of `h`.
+fn hash_id(h: u64) -> String {
+    let mut s = String::with_capacity(20);
+    push_hex_id(&mut s, h);
+    s
 }
 
 /// Opens `path`, gunzipping when it starts with the gzip magic bytes.
@@ -182,7 +192,7 @@ pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, p
 fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize) -> Result<Log, DataError> {
     let mut log = Log::default();
     let mut users: FastMap<Box<str>, u32> = FastMap::default();
-    let mut tracks: FastMap<Box<str>, u32> = FastMap::default();
+    let mut tracks: TrackTable<Box<str>> = TrackTable::default();
     let batch_len = 2 * rayon::current_num_threads().max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(batch_len);
     // Parsed chunks' buffers go back to the reader: fresh pages cost a page fault each.
@@ -318,7 +328,88 @@ const LOCAL: u32 = 1 << 31;
 #[derive(Clone, Copy)]
 struct Known<'g> {
     users: &'g FastMap<Box<str>, u32>,
-    tracks: &'g FastMap<Box<str>, u32>,
+    tracks: &'g TrackTable<Box<str>>,
+}
+
+/// A track id as the tables hold it: a lowercase hyphenated UUID (an MBID) as its 128 bits, a
+/// name-hash id (`h64:` + 16 lowercase hex digits) as its 64, any other id as its text. The
+/// encoding is one-to-one, so two ids get the same key exactly when they are the same string;
+/// the common keys are hashed and compared without touching the text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key<'a> {
+    Uuid(u128),
+    H64(u64),
+    Other(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(id: &'a str) -> Self {
+        let b = id.as_bytes();
+        if let Some(k) = parse_uuid(b) {
+            return Key::Uuid(k);
+        }
+        if b.len() == 20 && b.starts_with(b"h64:") {
+            if let Some(h) = b[4..].iter().try_fold(0u64, |h, &c| Some(h << 4 | u64::from(hex_digit(c)?))) {
+                return Key::H64(h);
+            }
+        }
+        Key::Other(id)
+    }
+}
+
+/// A lowercase hex digit's value (uppercase is not: the key must stay one-to-one).
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex, as 128 bits.
+fn parse_uuid(b: &[u8]) -> Option<u128> {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut v = 0u128;
+    for (i, &c) in b.iter().enumerate() {
+        if !matches!(i, 8 | 13 | 18 | 23) {
+            v = v << 4 | u128::from(hex_digit(c)?);
+        }
+    }
+    Some(v)
+}
+
+/// Track ids → indices, by [`Key`]; `S` holds the text of the other ids.
+struct TrackTable<S> {
+    uuid: FastMap<u128, u32>,
+    h64: FastMap<u64, u32>,
+    other: FastMap<S, u32>,
+}
+
+impl<S> Default for TrackTable<S> {
+    fn default() -> Self {
+        Self { uuid: FastMap::default(), h64: FastMap::default(), other: FastMap::default() }
+    }
+}
+
+impl<S: std::borrow::Borrow<str> + std::hash::Hash + Eq> TrackTable<S> {
+    fn get(&self, k: Key<'_>) -> Option<u32> {
+        match k {
+            Key::Uuid(u) => self.uuid.get(&u),
+            Key::H64(h) => self.h64.get(&h),
+            Key::Other(s) => self.other.get(s),
+        }
+        .copied()
+    }
+    /// Adds `k` (whose text is `id`) → `i`.
+    fn insert(&mut self, k: Key<'_>, id: impl FnOnce() -> S, i: u32) {
+        match k {
+            Key::Uuid(u) => self.uuid.insert(u, i),
+            Key::H64(h) => self.h64.insert(h, i),
+            Key::Other(_) => self.other.insert(id(), i),
+        };
+    }
 }
 
 /// One chunk, parsed: users and tracks new to the global tables (borrowing the chunk's bytes
@@ -350,11 +441,12 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
     c.track.reserve(rows);
     c.line.reserve(rows);
     let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
-    let mut track_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
-    let mut key_buf = String::with_capacity(20);
+    let mut track_map: TrackTable<Cow<'a, str>> = TrackTable::default();
     let mut last_user: Option<(&[u8], u32)> = None;
+    let mut clean = Clean::default();
     let mut start = 0usize;
     while start < data.len() {
+        let line_at = start;
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
         let mut line = &data[start..end];
         start = end + 1;
@@ -398,19 +490,22 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
                 continue;
             }
         };
-        // Validate UTF-8 once per row; fields of a valid row are borrowed, never copied.
-        let fields: [Cow<'_, str>; 6] = match std::str::from_utf8(line) {
-            Ok(text) => {
-                let base = line.as_ptr() as usize;
-                f.map(|b| {
-                    let at = b.as_ptr() as usize - base;
-                    Cow::Borrowed(&text[at..at + b.len()])
-                })
-            }
-            Err(_) => {
-                c.lossy += 1;
-                f.map(String::from_utf8_lossy)
-            }
+        // UTF-8 is checked a stretch of rows at a time (the whole chunk, when it is valid); the
+        // fields of a valid row are borrowed, never copied.
+        let line_end = line_at + line.len();
+        if line_at >= clean.end() {
+            clean = Clean::from(data, line_at);
+        }
+        let fields: [Cow<'_, str>; 6] = if line_end <= clean.end() {
+            let text = &clean.text[line_at - clean.from..line_end - clean.from];
+            let base = line.as_ptr() as usize;
+            f.map(|b| {
+                let at = b.as_ptr() as usize - base;
+                Cow::Borrowed(text.get(at..at + b.len()).unwrap_or_default())
+            })
+        } else {
+            c.lossy += 1;
+            f.map(String::from_utf8_lossy)
         };
         // Users: rows come grouped by user, so the previous row's user is checked first.
         let user = match last_user {
@@ -437,29 +532,24 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         let hashed = track_mbid.is_empty();
         if hashed {
             c.hashed_track += 1;
-            key_buf.clear();
-            push_hash_id(&mut key_buf, &[artist.as_bytes(), title.as_bytes()]);
         }
         if artist_mbid.is_empty() {
             c.hashed_artist += 1;
         }
-        let key: &str = if hashed { &key_buf } else { &track_mbid };
-        let track = if let Some(&g) = known.tracks.get(key) {
+        let key = if hashed { Key::H64(fnv1a64(&[artist.as_bytes(), title.as_bytes()])) } else { Key::of(&track_mbid) };
+        let track = if let Some(g) = known.tracks.get(key) {
             g
-        } else if let Some(&i) = track_map.get(key) {
+        } else if let Some(i) = track_map.get(key) {
             i | LOCAL
         } else {
             let n = c.tracks.len() as u32;
-            let key: Cow<'a, str> = if hashed { Cow::Owned(key_buf.clone()) } else { track_mbid };
-            let artist_id = if artist_mbid.is_empty() {
-                let mut s = String::with_capacity(20);
-                push_hash_id(&mut s, &[artist.as_bytes()]);
-                Cow::Owned(s)
-            } else {
-                artist_mbid
+            let id: Cow<'a, str> = match key {
+                Key::H64(h) if hashed => Cow::Owned(hash_id(h)),
+                _ => track_mbid.clone(),
             };
-            track_map.insert(key.clone(), n);
-            c.tracks.push([key, artist_id, artist, title]);
+            let artist_id = if artist_mbid.is_empty() { Cow::Owned(hash_id(fnv1a64(&[artist.as_bytes()]))) } else { artist_mbid };
+            track_map.insert(key, || id.clone(), n);
+            c.tracks.push([id, artist_id, artist, title]);
             n | LOCAL
         };
         c.user.push(user);
@@ -468,6 +558,28 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         c.line.push(line_no as u32);
     }
     c
+}
+
+/// A stretch of a chunk known to be valid UTF-8: `text` is `data[from..from + text.len()]`.
+#[derive(Default)]
+struct Clean<'a> {
+    from: usize,
+    text: &'a str,
+}
+
+impl<'a> Clean<'a> {
+    /// The longest valid stretch of `data` from `from` (to the end, or to the first bad byte).
+    fn from(data: &'a [u8], from: usize) -> Self {
+        let rest = &data[from..];
+        let text = match std::str::from_utf8(rest) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        Clean { from, text }
+    }
+    fn end(&self) -> usize {
+        self.from + self.text.len()
+    }
 }
 
 /// The timestamp of a row split into `count` fields `f`, or what is wrong with the row.
@@ -490,7 +602,7 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
 
 /// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones
 /// are copied out of the chunk), line numbers become file line numbers.
-fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap<Box<str>, u32>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<(), DataError> {
+fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<(), DataError> {
     let base = log.report.lines;
     log.report.header |= c.header;
     log.report.blank_lines += c.blank;
@@ -516,11 +628,11 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap
     let tmap: Vec<u32> = c
         .tracks
         .into_iter()
-        .map(|[id, artist_id, artist, title]| match tracks.get(id.as_ref()) {
-            Some(&i) => i,
+        .map(|[id, artist_id, artist, title]| match tracks.get(Key::of(&id)) {
+            Some(i) => i,
             None => {
                 let i = log.tracks.len() as u32;
-                tracks.insert(Box::from(id.as_ref()), i);
+                tracks.insert(Key::of(&id), || Box::from(id.as_ref()), i);
                 log.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
                 i
             }

@@ -349,7 +349,7 @@ impl<'a> Key<'a> {
             return Key::Uuid(k);
         }
         if b.len() == 20 && b.starts_with(b"h64:") {
-            if let Some(h) = b[4..].iter().try_fold(0u64, |h, &c| Some(h << 4 | u64::from(hex_digit(c)?))) {
+            if let Some(h) = hex_digits(b, [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]) {
                 return Key::H64(h);
             }
         }
@@ -357,13 +357,28 @@ impl<'a> Key<'a> {
     }
 }
 
-/// A lowercase hex digit's value (uppercase is not: the key must stay one-to-one).
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lowercase hex digit, or 0xff (uppercase is not one: the key must stay
+/// one-to-one).
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
     }
+    t
+};
+
+/// The value of the lowercase hex digits of `b` at `at`, or `None` if one is not such a digit.
+#[inline(always)]
+fn hex_digits<const N: usize>(b: &[u8], at: [usize; N]) -> Option<u64> {
+    let (mut v, mut bad) = (0u64, 0u8);
+    for i in at {
+        let d = HEX_VALUE[b[i] as usize];
+        bad |= d;
+        v = v << 4 | u64::from(d);
+    }
+    (bad & 0xf0 == 0).then_some(v)
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex, as 128 bits.
@@ -371,13 +386,9 @@ fn parse_uuid(b: &[u8]) -> Option<u128> {
     if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
-    let mut v = 0u128;
-    for (i, &c) in b.iter().enumerate() {
-        if !matches!(i, 8 | 13 | 18 | 23) {
-            v = v << 4 | u128::from(hex_digit(c)?);
-        }
-    }
-    Some(v)
+    let hi = hex_digits(b, [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17])?;
+    let lo = hex_digits(b, [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35])?;
+    Some(u128::from(hi) << 64 | u128::from(lo))
 }
 
 /// Track ids → indices, by [`Key`]; `S` holds the text of the other ids.
@@ -444,10 +455,26 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
     let mut track_map: TrackTable<Cow<'a, str>> = TrackTable::default();
     let mut last_user: Option<(&[u8], u32)> = None;
     let mut clean = Clean::default();
+    // One scan for tabs and line breaks over the whole chunk.
+    let mut breaks = memchr::memchr2_iter(b'\t', b'\n', data);
     let mut start = 0usize;
     while start < data.len() {
         let line_at = start;
-        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+        // The tabs of this line (the first 5 kept), then its end.
+        let mut tabs = [0usize; 5];
+        let mut n_tabs = 0usize;
+        let end = loop {
+            match breaks.next() {
+                Some(p) if data[p] == b'\t' => {
+                    if n_tabs < 5 {
+                        tabs[n_tabs] = p;
+                    }
+                    n_tabs += 1;
+                }
+                Some(p) => break p,
+                None => break data.len(),
+            }
+        };
         let mut line = &data[start..end];
         start = end + 1;
         c.lines += 1;
@@ -459,20 +486,19 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
             c.blank += 1;
             continue;
         }
+        let line_end = line_at + line.len();
         let mut f: [&[u8]; 6] = [&[]; 6];
-        let mut count = 0usize;
-        let mut from = 0usize;
-        for tab in memchr::memchr_iter(b'\t', line) {
-            if count < 6 {
-                f[count] = &line[from..tab];
-            }
-            count += 1;
+        let mut from = line_at;
+        for (k, &tab) in tabs.iter().take(n_tabs.min(5)).enumerate() {
+            f[k] = &data[from..tab];
             from = tab + 1;
         }
-        if count < 6 {
-            f[count] = &line[from..];
+        if n_tabs < 6 {
+            // The last field runs to the line's end (with 6 tabs or more the row is malformed and
+            // only the first two fields are read).
+            f[n_tabs] = &data[from..line_end];
         }
-        count += 1;
+        let count = n_tabs + 1;
         if first && line_no == 1 && count >= 2 && super::time::parse_iso8601(f[1]).is_none() && f[0].to_ascii_lowercase().starts_with(b"user") {
             c.header = true;
             continue;
@@ -492,7 +518,6 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         };
         // UTF-8 is checked a stretch of rows at a time (the whole chunk, when it is valid); the
         // fields of a valid row are borrowed, never copied.
-        let line_end = line_at + line.len();
         if line_at >= clean.end() {
             clean = Clean::from(data, line_at);
         }

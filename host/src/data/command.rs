@@ -236,7 +236,8 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     eprint!("{}", log.report.summary(Path::new(&name)));
     let t_ingest = start.elapsed();
     let d = sessions::build(&log, cfg, &durations);
-    drop(log);
+    // Freeing the log's strings takes a while; another thread does it.
+    std::thread::spawn(move || drop((log, durations)));
     eprint!("{}", d.report.table());
     let sp = split::split(&d.sessions, &cfg.split);
     let t_build = start.elapsed();

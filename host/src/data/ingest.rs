@@ -437,7 +437,8 @@ struct Chunk<'a> {
     bad: Vec<(u64, String)>,
     bad_count: u64,
     users: Vec<Cow<'a, str>>,
-    tracks: Vec<[Cow<'a, str>; 4]>,
+    /// Tracks new to the chunk, copied out here (in parallel) rather than in the merge.
+    tracks: Vec<Track>,
     user: Vec<u32>,
     ts: Vec<i64>,
     track: Vec<u32>,
@@ -574,7 +575,7 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
             };
             let artist_id = if artist_mbid.is_empty() { Cow::Owned(hash_id(fnv1a64(&[artist.as_bytes()]))) } else { artist_mbid };
             track_map.insert(key, || id.clone(), n);
-            c.tracks.push([id, artist_id, artist, title]);
+            c.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
             n | LOCAL
         };
         c.user.push(user);
@@ -653,13 +654,16 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTa
     let tmap: Vec<u32> = c
         .tracks
         .into_iter()
-        .map(|[id, artist_id, artist, title]| match tracks.get(Key::of(&id)) {
-            Some(i) => i,
-            None => {
-                let i = log.tracks.len() as u32;
-                tracks.insert(Key::of(&id), || Box::from(id.as_ref()), i);
-                log.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
-                i
+        .map(|t| {
+            let k = Key::of(&t.id);
+            match tracks.get(k) {
+                Some(i) => i,
+                None => {
+                    let i = log.tracks.len() as u32;
+                    tracks.insert(k, || Box::from(t.id.as_str()), i);
+                    log.tracks.push(t);
+                    i
+                }
             }
         })
         .collect();

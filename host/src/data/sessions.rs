@@ -99,21 +99,36 @@ pub fn read_durations(path: &Path) -> Result<FastMap<String, f32>, DataError> {
     parse_durations(super::ingest::open(path)?, path)
 }
 
-/// [`read_durations`] over any reader (plain text, streamed line by line); `path` names it in errors.
-pub fn parse_durations(r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
-    use std::io::BufRead;
+/// [`read_durations`] over any reader; `path` names it in errors.
+pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
+    let mut bytes = Vec::new();
+    let failed = r.read_to_end(&mut bytes).err();
+    match (std::str::from_utf8(&bytes), failed) {
+        (Ok(text), None) => parse_duration_lines(text.lines().map(Ok), memchr::memchr_iter(b'\n', &bytes).count(), path),
+        // Not UTF-8, or a read error: line by line, so the error is the one a streamed read gives
+        // (the complete lines before a read error count, then the error).
+        (_, failed) => {
+            if failed.is_some() {
+                bytes.truncate(memchr::memrchr(b'\n', &bytes).map_or(0, |p| p + 1));
+            }
+            parse_duration_lines(std::io::BufRead::lines(&bytes[..]).chain(failed.map(Err)), 0, path)
+        }
+    }
+}
+
+fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::Result<S>>, rows: usize, path: &Path) -> Result<FastMap<String, f32>, DataError> {
     let err = |what: String| DataError::Table { file: path.into(), what };
     let io = |source| DataError::Io { file: path.into(), source };
-    let mut lines = std::io::BufReader::with_capacity(1 << 20, r).lines();
     let header = lines.next().transpose().map_err(io)?.ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?;
-    let header: Vec<&str> = header.trim_end_matches('\r').split('\t').collect();
+    let header: Vec<&str> = header.as_ref().trim_end_matches('\r').split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| err(format!("no column `{name}` in the header")));
     let (ci, cd) = (col("track_id")?, col("duration_s")?);
     let mut out = FastMap::default();
+    out.reserve(rows);
     for (i, l) in lines.enumerate() {
         let l = l.map_err(io)?;
         let (mut id, mut d) = (None, None);
-        for (k, f) in l.trim_end_matches('\r').split('\t').enumerate() {
+        for (k, f) in l.as_ref().trim_end_matches('\r').split('\t').enumerate() {
             if k == ci {
                 id = Some(f);
             }

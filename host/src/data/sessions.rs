@@ -163,26 +163,57 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     step(&mut report, "ingested", log.ts.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
     // 0. Sort by (user, time, line): out-of-order files (LastFM-1K is newest first) are fine.
-    let mut order: Vec<(u32, i64, u32)> = (0..log.ts.len()).map(|i| (log.user[i], log.ts[i], i as u32)).collect();
-    order.par_sort_unstable();
+    // The events are bucketed by user (in line order), then each user's are sorted by time, in
+    // parallel: the same order as one sort by (user, time, line).
+    let mut bucket = vec![0usize; log.users.len() + 1];
+    log.user.iter().for_each(|&u| bucket[u as usize + 1] += 1);
+    for u in 0..log.users.len() {
+        bucket[u + 1] += bucket[u];
+    }
+    let mut order: Vec<(i64, u32)> = vec![(0, 0); log.ts.len()]; // (ts, line index)
+    {
+        let mut at = bucket.clone();
+        for (i, (&u, &t)) in log.user.iter().zip(&log.ts).enumerate() {
+            order[at[u as usize]] = (t, i as u32);
+            at[u as usize] += 1;
+        }
+    }
+    let mut per_user: Vec<&mut [(i64, u32)]> = Vec::with_capacity(log.users.len());
+    let mut rest = &mut order[..];
+    for u in 0..log.users.len() {
+        let (head, tail) = rest.split_at_mut(bucket[u + 1] - bucket[u]);
+        per_user.push(head);
+        rest = tail;
+    }
+    per_user.par_iter_mut().for_each(|s| {
+        // Logs come newest first: reversed, a user's events are nearly sorted already.
+        if s.first() > s.last() {
+            s.reverse();
+        }
+        s.sort_unstable();
+    });
+    drop(per_user);
     let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(order.len()); // (user, ts, track)
-    for &(u, t, i) in &order {
-        let tr = log.track[i as usize];
-        if f.drop_exact_duplicates {
-            if let Some(&(pu, pt, ptr)) = ev.last() {
-                if pu == u && pt == t && ptr == tr {
-                    continue;
+    for u in 0..log.users.len() {
+        for &(t, i) in &order[bucket[u]..bucket[u + 1]] {
+            let tr = log.track[i as usize];
+            if f.drop_exact_duplicates {
+                if let Some(&(pu, pt, ptr)) = ev.last() {
+                    if pu == u as u32 && pt == t && ptr == tr {
+                        continue;
+                    }
                 }
             }
+            ev.push((u as u32, t, tr));
         }
-        ev.push((u, t, tr));
     }
     drop(order);
     step(&mut report, "sorted, exact duplicates dropped", ev.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
     // Completion ratios against the next raw play of the same user (filtered plays were heard too).
-    let dur: Vec<Option<f32>> = log.tracks.iter().map(|t| durations.get(&t.id).copied().or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
-    let known: Vec<bool> = log.tracks.iter().map(|t| durations.contains_key(&t.id)).collect();
+    let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id).copied()).collect();
+    let dur: Vec<Option<f32>> = table.iter().map(|d| d.or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
+    let known: Vec<bool> = table.iter().map(|d| d.is_some()).collect();
     let mut completion: Vec<Option<f32>> = Vec::with_capacity(ev.len());
     for i in 0..ev.len() {
         let (u, t, tr) = ev[i];
@@ -324,7 +355,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
 
     let items = items_raw
         .iter()
-        .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: durations.get(&log.tracks[t as usize].id).copied() })
+        .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: table[t as usize] })
         .collect();
     let mut user_sessions = vec![0u32; users_raw.len()];
     out.user.iter().for_each(|&u| user_sessions[u as usize] += 1);

@@ -172,7 +172,22 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Reads and interns the log at `path`. `progress` is called now and then with bytes read.
 pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
     let reader = open(path)?;
-    ingest_reader(reader, path, opts, progress)
+    let mut log = Log::default();
+    if !is_gzip(path) {
+        // Rows are rarely under 64 bytes: reserving for that many (address space only, until
+        // written) saves growing the columns while they fill.
+        let rows = std::fs::metadata(path).map_or(0, |m| m.len() / 64) as usize;
+        log.user.reserve(rows);
+        log.ts.reserve(rows);
+        log.track.reserve(rows);
+        log.line.reserve(rows);
+    }
+    ingest_chunked(reader, path, opts, progress, CHUNK, log)
+}
+
+fn is_gzip(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    File::open(path).and_then(|mut f| read_up_to(&mut f, &mut magic)).is_ok_and(|n| n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// Bytes per parse chunk: chunks end at a line break and are parsed in parallel, then merged in
@@ -186,11 +201,10 @@ const CHUNK: usize = 8 << 20;
 /// caller's thread merges each batch in order into the global tables, allocating only for users
 /// and tracks it has not seen before.
 pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
-    ingest_chunked(r, path, opts, progress, CHUNK)
+    ingest_chunked(r, path, opts, progress, CHUNK, Log::default())
 }
 
-fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize) -> Result<Log, DataError> {
-    let mut log = Log::default();
+fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize, mut log: Log) -> Result<Log, DataError> {
     let mut users: FastMap<Box<str>, u32> = FastMap::default();
     let mut tracks: TrackTable<Box<str>> = TrackTable::default();
     let batch_len = 2 * rayon::current_num_threads().max(1);
@@ -199,7 +213,7 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
     let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| -> Result<(), DataError> {
         scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
-        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
+        let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(batch_len);
         let mut bytes = 0u64;
         let mut first = true;
         let mut done = false;
@@ -208,9 +222,9 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
             let mut failure = None;
             while batch.len() < batch_len {
                 match rx.recv() {
-                    Ok(Piece::Chunk(c)) => {
-                        bytes += c.len() as u64;
-                        batch.push(c);
+                    Ok(Piece::Chunk(c, n)) => {
+                        bytes += n as u64;
+                        batch.push((c, n));
                     }
                     Ok(Piece::Failed(e)) => {
                         failure = Some(e);
@@ -227,13 +241,13 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
                 use rayon::prelude::*;
                 let first_chunk = first;
                 let known = Known { users: &users, tracks: &tracks };
-                batch.par_iter().enumerate().map(|(i, c)| parse_chunk(c, first_chunk && i == 0, opts, known)).collect()
+                batch.par_iter().enumerate().map(|(i, (c, n))| parse_chunk(&c[..*n], first_chunk && i == 0, opts, known)).collect()
             };
             first = false;
             for chunk in parsed {
                 merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?;
             }
-            for buf in batch.drain(..) {
+            for (buf, _) in batch.drain(..) {
                 let _ = give_back.send(buf);
             }
             progress(bytes);
@@ -252,68 +266,71 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
     Ok(log)
 }
 
-/// What the reader thread sends: a chunk of whole lines (the last may lack its `\n`), or the read
-/// error that ended the input (after the complete lines before it).
+/// What the reader thread sends: a buffer whose first `n` bytes are whole lines (the last may
+/// lack its `\n`), or the read error that ended the input (after the complete lines before it).
 enum Piece {
-    Chunk(Vec<u8>),
+    Chunk(Vec<u8>, usize),
     Failed(std::io::Error),
 }
 
-fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
+/// Reads `r` in chunks of at least `chunk` bytes (or to the end) that end at a line break. The
+/// reads go straight into the chunk buffers (a read as large as a `BufReader`'s buffer bypasses
+/// it), and the buffers come back through `recycled` to be filled again, never zeroed twice.
+fn read_chunks(mut r: impl Read, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
+    let mut carry: Vec<u8> = Vec::new(); // the start of a line that the previous chunk cut off
     loop {
-        let mut buf = match recycled.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b
-            }
-            Err(_) => Vec::with_capacity(chunk.min(CHUNK) + (64 << 10)),
-        };
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        let want = chunk.min(CHUNK).max(carry.len() + 1);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        buf[..carry.len()].copy_from_slice(&carry);
+        let mut filled = carry.len();
+        let mut last_break = memchr::memrchr(b'\n', &carry);
+        carry.clear();
         let mut eof = false;
         let mut failed = None;
-        // Fill to CHUNK bytes, then on to the next line break.
-        while buf.len() < chunk {
-            match r.read_until(b'\n', &mut buf) {
+        // Fill to `chunk` bytes and on to a line break, growing the buffer for a long line.
+        while filled < chunk || last_break.is_none() {
+            if filled == buf.len() {
+                let grown = (buf.len() * 2).min(buf.len().saturating_add(CHUNK)).max(buf.len() + 1);
+                buf.resize(grown, 0);
+            }
+            match r.read(&mut buf[filled..]) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(_) => {
-                    // Take the rest of the reader's buffer at once, whole lines only.
-                    let avail = match r.fill_buf() {
-                        Ok(a) => a,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    };
-                    let want = chunk.saturating_sub(buf.len()).min(avail.len());
-                    let take = match memchr::memrchr(b'\n', &avail[..want]) {
-                        Some(p) => p + 1,
-                        None => 0,
-                    };
-                    buf.extend_from_slice(&avail[..take]);
-                    r.consume(take);
+                Ok(n) => {
+                    if let Some(p) = memchr::memrchr(b'\n', &buf[filled..filled + n]) {
+                        last_break = Some(filled + p);
+                    }
+                    filled += n;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             }
         }
+        let end = match (eof, last_break) {
+            (true, _) => filled,
+            (false, Some(p)) => p + 1,
+            (false, None) => 0,
+        };
+        if failed.is_none() && !eof {
+            carry.extend_from_slice(&buf[end..filled]);
+        }
+        // On a read error the complete lines count; a partial last line is lost with the rest.
+        if end > 0 && tx.send(Piece::Chunk(buf, end)).is_err() {
+            return;
+        }
         if let Some(e) = failed {
-            // Keep the complete lines; a partial last line is lost with the rest.
-            let keep = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
-            buf.truncate(keep);
-            if !buf.is_empty() && tx.send(Piece::Chunk(buf)).is_err() {
-                return;
-            }
             let _ = tx.send(Piece::Failed(e));
             return;
         }
-        if buf.is_empty() {
-            return;
-        }
-        if tx.send(Piece::Chunk(buf)).is_err() || eof {
+        if eof {
             return;
         }
     }
@@ -768,16 +785,16 @@ mod tests {
         t.extend_from_slice(b"user_x\t2009-05-04T23:08:57Z\tam1\tArtist\ttm1\tSong"); // no final newline
         let opts = IngestOptions { on_bad_row: OnBadRow::Skip, max_examples: 3 };
         let show = |l: &Log| format!("{:?} {:?} {:?} {:?} {:?} {:?} {:?}", l.users, l.tracks, l.user, l.ts, l.track, l.line, l.report);
-        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX).unwrap();
+        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX, Log::default()).unwrap();
         assert_eq!(one.report.bad_rows, 20);
         assert!(one.report.header && one.report.lossy_rows > 0 && one.report.hashed_track_ids > 0);
         for chunk in [1, 7, 64, 1000, 5000] {
-            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk).unwrap();
+            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk, Log::default()).unwrap();
             assert_eq!(show(&l), show(&one), "chunk {chunk}");
         }
         let strict = IngestOptions { on_bad_row: OnBadRow::Error, max_examples: 3 };
         for chunk in [1, 64, usize::MAX] {
-            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk).unwrap_err().to_string();
+            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk, Log::default()).unwrap_err().to_string();
             assert!(e.starts_with("t:11: bad timestamp"), "chunk {chunk}: {e}");
         }
     }

@@ -127,13 +127,21 @@ fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::
     out.reserve(rows);
     for (i, l) in lines.enumerate() {
         let l = l.map_err(io)?;
+        let l = l.as_ref().trim_end_matches('\r');
         let (mut id, mut d) = (None, None);
-        for (k, f) in l.as_ref().trim_end_matches('\r').split('\t').enumerate() {
+        // The tab-separated fields, up to the last one needed.
+        let mut from = 0;
+        for (k, tab) in memchr::memchr_iter(b'\t', l.as_bytes()).chain([l.len()]).enumerate() {
+            let f = l.get(from..tab).unwrap_or_default();
+            from = tab + 1;
             if k == ci {
                 id = Some(f);
             }
             if k == cd {
                 d = Some(f);
+            }
+            if k >= ci.max(cd) {
+                break;
             }
         }
         let (Some(id), Some(d)) = (id, d) else {

@@ -237,32 +237,41 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
         completion.push(c);
     }
 
-    // 1. Users by streams.
+    // 1. Users by streams. Every user has an event left in `ev`.
     let mut user_n = vec![0u32; log.users.len()];
     for e in &ev {
         user_n[e.0 as usize] += 1;
     }
     let keep_user: Vec<bool> = user_n.iter().map(|&n| n >= f.min_user_streams).collect();
-    let mut kept: Vec<u32> = (0..ev.len() as u32).filter(|&i| keep_user[ev[i as usize].0 as usize]).collect();
-    let count_users = |k: &[u32]| {
-        let mut seen = vec![false; log.users.len()];
-        k.iter().for_each(|&i| seen[ev[i as usize].0 as usize] = true);
-        seen.iter().filter(|&&s| s).count() as u64
-    };
+    // The plays of each track by the kept users: the tracks left are its non-zero entries.
+    let mut track_n = vec![0u32; n_tracks];
+    let mut kept_1 = 0usize;
+    for e in &ev {
+        if keep_user[e.0 as usize] {
+            track_n[e.2 as usize] += 1;
+            kept_1 += 1;
+        }
+    }
+    let users_1 = keep_user.iter().filter(|&&k| k).count() as u64;
+    let tracks_1 = track_n.iter().filter(|&&n| n > 0).count() as u64;
+    step(&mut report, "users >= min_user_streams", kept_1 as u64, users_1, tracks_1, 0);
     let count_tracks = |k: &[u32]| {
         let mut seen = vec![false; n_tracks];
         k.iter().for_each(|&i| seen[ev[i as usize].2 as usize] = true);
         seen.iter().filter(|&&s| s).count() as u64
     };
-    step(&mut report, "users >= min_user_streams", kept.len() as u64, count_users(&kept), count_tracks(&kept), 0);
 
     // 2. Tracks by plays.
-    let mut track_n = vec![0u32; n_tracks];
-    for &i in &kept {
-        track_n[ev[i as usize].2 as usize] += 1;
+    let mut kept: Vec<u32> = Vec::with_capacity(kept_1);
+    let mut user_left = vec![false; log.users.len()];
+    for (i, e) in ev.iter().enumerate() {
+        if keep_user[e.0 as usize] && track_n[e.2 as usize] >= f.min_track_plays {
+            kept.push(i as u32);
+            user_left[e.0 as usize] = true;
+        }
     }
-    kept.retain(|&i| track_n[ev[i as usize].2 as usize] >= f.min_track_plays);
-    let (users_2, tracks_2) = (count_users(&kept), count_tracks(&kept));
+    let users_2 = user_left.iter().filter(|&&k| k).count() as u64;
+    let tracks_2 = track_n.iter().filter(|&&n| n > 0 && n >= f.min_track_plays).count() as u64;
     step(&mut report, "tracks >= min_track_plays", kept.len() as u64, users_2, tracks_2, 0);
 
     // 3–5. Sessions at gaps; repeats; length.
@@ -343,6 +352,12 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     final_sessions.sort_by_key(|&s| (user_map[sess_user[s] as usize], ev[flat[offsets[s] as usize] as usize].1));
 
     let mut out = Sessions { offsets: vec![0], ..Sessions::default() };
+    let n_out: usize = final_sessions.iter().map(|&s| (offsets[s + 1] - offsets[s]) as usize).sum();
+    out.user.reserve(final_sessions.len());
+    out.offsets.reserve(final_sessions.len());
+    out.item.reserve(n_out);
+    out.ts.reserve(n_out);
+    out.completion.reserve(n_out);
     for &s in &final_sessions {
         out.user.push(user_map[sess_user[s] as usize]);
         for &i in &flat[offsets[s] as usize..offsets[s + 1] as usize] {

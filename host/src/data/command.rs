@@ -203,7 +203,9 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     if let Some(d) = a.durations {
         cfg.completion.durations = Some(d);
     }
-    prepare_into(a.file.as_deref(), &cfg, a.config.as_deref(), &a.out)?;
+    let prepared = prepare_into(a.file.as_deref(), &cfg, a.config.as_deref(), &a.out)?;
+    // Nothing else reads it: another thread frees it while the command ends.
+    std::thread::spawn(move || drop(prepared));
     Ok(())
 }
 

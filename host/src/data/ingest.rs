@@ -278,7 +278,14 @@ enum Piece {
 /// it), and the buffers come back through `recycled` to be filled again, never zeroed twice.
 fn read_chunks(mut r: impl Read, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
     let mut carry: Vec<u8> = Vec::new(); // the start of a line that the previous chunk cut off
+    // The first batch is parsed against empty tables, so each of its chunks copies out every
+    // track it sees; small first chunks fill the tables before the large ones come.
+    // Chunk sizes ramp up: a batch of 1 MiB chunks, one of 2 MiB, one of 4 MiB, then `CHUNK`.
+    let batch_len = 2 * rayon::current_num_threads().max(1);
+    let mut sent = 0usize;
     loop {
+        let chunk = if chunk == CHUNK { CHUNK >> 3usize.saturating_sub(sent / batch_len) } else { chunk };
+        sent += 1;
         let mut buf = recycled.try_recv().unwrap_or_default();
         let want = chunk.min(CHUNK).max(carry.len() + 1);
         if buf.len() < want {

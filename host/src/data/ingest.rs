@@ -637,7 +637,7 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
     if count != 6 {
         return Err(format!("{count} tab-separated fields, expected 6"));
     }
-    let Some(ts) = super::time::parse_iso8601(f[1]) else {
+    let Some(ts) = super::time::parse_iso8601_lastfm(f[1]) else {
         let shown = String::from_utf8_lossy(&f[1][..f[1].len().min(40)]);
         return Err(format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"));
     };

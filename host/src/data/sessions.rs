@@ -193,28 +193,34 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
         per_user.push(head);
         rest = tail;
     }
-    per_user.par_iter_mut().for_each(|s| {
-        // Logs come newest first: reversed, a user's events are nearly sorted already.
-        if s.first() > s.last() {
-            s.reverse();
-        }
-        s.sort_unstable();
-    });
-    drop(per_user);
-    let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(order.len()); // (user, ts, track)
-    for u in 0..log.users.len() {
-        for &(t, i) in &order[bucket[u]..bucket[u + 1]] {
-            let tr = log.track[i as usize];
-            if f.drop_exact_duplicates {
-                if let Some(&(pu, pt, ptr)) = ev.last() {
-                    if pu == u as u32 && pt == t && ptr == tr {
-                        continue;
-                    }
-                }
+    let dedup = f.drop_exact_duplicates;
+    let user_n: Vec<u32> = per_user
+        .par_iter_mut()
+        .map(|s| {
+            // Logs come newest first: reversed, a user's events are nearly sorted already.
+            if s.first() > s.last() {
+                s.reverse();
             }
-            ev.push((u as u32, t, tr));
-        }
+            s.sort_unstable();
+            // In place: the line index becomes the track, and exact duplicates (same time and
+            // track as the previous event kept) go. The kept events are the first `n`.
+            let mut n = 0;
+            for k in 0..s.len() {
+                let e = (s[k].0, log.track[s[k].1 as usize]);
+                if dedup && n > 0 && s[n - 1] == e {
+                    continue;
+                }
+                s[n] = e;
+                n += 1;
+            }
+            n as u32
+        })
+        .collect();
+    let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(user_n.iter().map(|&n| n as usize).sum()); // (user, ts, track)
+    for (u, (s, &n)) in per_user.iter().zip(&user_n).enumerate() {
+        ev.extend(s[..n as usize].iter().map(|&(t, tr)| (u as u32, t, tr)));
     }
+    drop(per_user);
     drop(order);
     step(&mut report, "sorted, exact duplicates dropped", ev.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
@@ -222,26 +228,23 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id).copied()).collect();
     let dur: Vec<Option<f32>> = table.iter().map(|d| d.or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
     let known: Vec<bool> = table.iter().map(|d| d.is_some()).collect();
-    let mut completion: Vec<Option<f32>> = Vec::with_capacity(ev.len());
-    for i in 0..ev.len() {
-        let (u, t, tr) = ev[i];
-        let next = ev.get(i + 1).filter(|n| n.0 == u && n.1 - t <= gap);
-        let c = match next {
-            Some(n) => dur[tr as usize].map(|d| ((n.1 - t) as f32 / d).clamp(0.0, 1.0)),
-            None => match cfg.completion.last_event {
-                LastEvent::Null => None,
-                LastEvent::Zero => Some(0.0),
-                LastEvent::One => Some(1.0),
-            },
-        };
-        completion.push(c);
-    }
+    let completion: Vec<Option<f32>> = (0..ev.len())
+        .into_par_iter()
+        .map(|i| {
+            let (u, t, tr) = ev[i];
+            let next = ev.get(i + 1).filter(|n| n.0 == u && n.1 - t <= gap);
+            match next {
+                Some(n) => dur[tr as usize].map(|d| ((n.1 - t) as f32 / d).clamp(0.0, 1.0)),
+                None => match cfg.completion.last_event {
+                    LastEvent::Null => None,
+                    LastEvent::Zero => Some(0.0),
+                    LastEvent::One => Some(1.0),
+                },
+            }
+        })
+        .collect();
 
-    // 1. Users by streams. Every user has an event left in `ev`.
-    let mut user_n = vec![0u32; log.users.len()];
-    for e in &ev {
-        user_n[e.0 as usize] += 1;
-    }
+    // 1. Users by streams (`user_n`, counted above). Every user has an event left in `ev`.
     let keep_user: Vec<bool> = user_n.iter().map(|&n| n >= f.min_user_streams).collect();
     // The plays of each track by the kept users: the tracks left are its non-zero entries.
     let mut track_n = vec![0u32; n_tracks];

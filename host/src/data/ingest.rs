@@ -214,6 +214,8 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
     std::thread::scope(|scope| -> Result<(), DataError> {
         scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
         let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(batch_len);
+        // Merged chunks' event columns, emptied, for the next chunks (fresh pages fault).
+        let mut spare: Vec<Columns> = Vec::new();
         let mut bytes = 0u64;
         let mut first = true;
         let mut done = false;
@@ -241,11 +243,12 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
                 use rayon::prelude::*;
                 let first_chunk = first;
                 let known = Known { users: &users, tracks: &tracks };
-                batch.par_iter().enumerate().map(|(i, (c, n))| parse_chunk(&c[..*n], first_chunk && i == 0, opts, known)).collect()
+                let cols: Vec<Columns> = batch.iter().map(|_| spare.pop().unwrap_or_default()).collect();
+                batch.par_iter().zip(cols).enumerate().map(|(i, ((c, n), cols))| parse_chunk(&c[..*n], first_chunk && i == 0, opts, known, cols)).collect()
             };
             first = false;
             for chunk in parsed {
-                merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?;
+                spare.push(merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?);
             }
             for (buf, _) in batch.drain(..) {
                 let _ = give_back.send(buf);
@@ -463,19 +466,25 @@ struct Chunk<'a> {
     users: Vec<Cow<'a, str>>,
     /// Tracks new to the chunk, copied out here (in parallel) rather than in the merge.
     tracks: Vec<Track>,
+    cols: Columns,
+}
+
+/// A parsed chunk's events: user, timestamp, track, line number in the chunk.
+#[derive(Default)]
+struct Columns {
     user: Vec<u32>,
     ts: Vec<i64>,
     track: Vec<u32>,
     line: Vec<u32>,
 }
 
-fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>) -> Chunk<'a> {
-    let mut c = Chunk::default();
+fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>, cols: Columns) -> Chunk<'a> {
+    let mut c = Chunk { cols, ..Chunk::default() };
     let rows = data.len() / 96 + 16;
-    c.user.reserve(rows);
-    c.ts.reserve(rows);
-    c.track.reserve(rows);
-    c.line.reserve(rows);
+    c.cols.user.reserve(rows);
+    c.cols.ts.reserve(rows);
+    c.cols.track.reserve(rows);
+    c.cols.line.reserve(rows);
     let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
     let mut track_map: TrackTable<Cow<'a, str>> = TrackTable::default();
     let mut last_user: Option<(&[u8], u32)> = None;
@@ -602,10 +611,10 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
             c.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
             n | LOCAL
         };
-        c.user.push(user);
-        c.ts.push(ts);
-        c.track.push(track);
-        c.line.push(line_no as u32);
+        c.cols.user.push(user);
+        c.cols.ts.push(ts);
+        c.cols.track.push(track);
+        c.cols.line.push(line_no as u32);
     }
     c
 }
@@ -651,8 +660,9 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
 }
 
 /// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones
-/// are copied out of the chunk), line numbers become file line numbers.
-fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<(), DataError> {
+/// are moved out of the chunk), line numbers become file line numbers. Returns the chunk's
+/// columns, emptied, to be filled again.
+fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<Columns, DataError> {
     let base = log.report.lines;
     log.report.header |= c.header;
     log.report.blank_lines += c.blank;
@@ -695,12 +705,17 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTa
         return Err(DataError::Table { file: path.to_path_buf(), what: format!("more than {LOCAL} distinct users or tracks; split the log") });
     }
     let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
-    log.user.extend(c.user.iter().map(|&u| global(&umap, u)));
-    log.ts.extend_from_slice(&c.ts);
-    log.track.extend(c.track.iter().map(|&t| global(&tmap, t)));
-    log.line.extend(c.line.iter().map(|&l| base + u64::from(l)));
+    let mut cols = c.cols;
+    log.user.extend(cols.user.iter().map(|&u| global(&umap, u)));
+    log.ts.extend_from_slice(&cols.ts);
+    log.track.extend(cols.track.iter().map(|&t| global(&tmap, t)));
+    log.line.extend(cols.line.iter().map(|&l| base + u64::from(l)));
     log.report.lines += c.lines;
-    Ok(())
+    cols.user.clear();
+    cols.ts.clear();
+    cols.track.clear();
+    cols.line.clear();
+    Ok(cols)
 }
 
 fn bad(log: &mut Log, path: &Path, opts: IngestOptions, line: u64, what: String) -> Result<(), DataError> {

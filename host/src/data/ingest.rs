@@ -282,8 +282,8 @@ enum Piece {
 fn read_chunks(mut r: impl Read, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
     let mut carry: Vec<u8> = Vec::new(); // the start of a line that the previous chunk cut off
     // The first batch is parsed against empty tables, so each of its chunks copies out every
-    // track it sees; small first chunks fill the tables before the large ones come.
-    // Chunk sizes ramp up: a batch of 1 MiB chunks, one of 2 MiB, one of 4 MiB, then `CHUNK`.
+    // track it sees: chunk sizes ramp up (a batch of 1 MiB chunks, one of 2 MiB, one of 4 MiB,
+    // then `CHUNK`), so that the tables fill before the large chunks come.
     let batch_len = 2 * rayon::current_num_threads().max(1);
     let mut sent = 0usize;
     loop {

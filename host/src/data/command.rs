@@ -203,7 +203,9 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     if let Some(d) = a.durations {
         cfg.completion.durations = Some(d);
     }
-    prepare_into(a.file.as_deref(), &cfg, a.config.as_deref(), &a.out)?;
+    let prepared = prepare_into(a.file.as_deref(), &cfg, a.config.as_deref(), &a.out)?;
+    // Nothing else reads it: another thread frees it while the command ends.
+    std::thread::spawn(move || drop(prepared));
     Ok(())
 }
 
@@ -236,7 +238,8 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     eprint!("{}", log.report.summary(Path::new(&name)));
     let t_ingest = start.elapsed();
     let d = sessions::build(&log, cfg, &durations);
-    drop(log);
+    // Freeing the log's strings takes a while; another thread does it.
+    std::thread::spawn(move || drop((log, durations)));
     eprint!("{}", d.report.table());
     let sp = split::split(&d.sessions, &cfg.split);
     let t_build = start.elapsed();
@@ -249,18 +252,17 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     if let Some(c) = config_path {
         meta.push(("encore.config", c.display().to_string()));
     }
-    // The dataset's files and the three splits are written in parallel (each atomically).
+    // The dataset's three files and the three splits are written in parallel, each atomically,
+    // on threads of their own: much of a write is waiting for the disk (each file is synced).
     let mut split_meta = meta.clone();
     split_meta.push(("encore.n_items", d.items.len().to_string()));
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
-    let mut written: Vec<anyhow::Result<()>> = (0..4).map(|_| Ok(())).collect();
-    rayon::scope(|scope| {
-        let (first, rest) = written.split_first_mut().expect("four slots");
+    let parts = [schema::DatasetFile::Items, schema::DatasetFile::Users, schema::DatasetFile::Sessions];
+    let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let (d, meta, split_meta) = (&d, &meta, &split_meta);
-        scope.spawn(move |_| *first = schema::write_dataset(out, d, meta).with_context(|| format!("writing the dataset into {}", out.display())));
-        for (slot, (name, rows)) in rest.iter_mut().zip(splits) {
-            scope.spawn(move |_| *slot = schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta));
-        }
+        let dataset = parts.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
+        let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta)));
+        dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     eprintln!(

@@ -126,12 +126,22 @@ pub fn name_hash_id(parts: &[&str]) -> String {
 }
 
 fn push_hash_id(out: &mut String, parts: &[&[u8]]) {
+    push_hex_id(out, fnv1a64(parts));
+}
+
+fn push_hex_id(out: &mut String, h: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h = fnv1a64(parts);
     out.push_str("h64:");
     for i in (0..16).rev() {
         out.push(HEX[((h >> (i * 4)) & 0xf) as usize] as char);
     }
+}
+
+/// `h64:` + the 16 lowercase hex digits of `h`.
+fn hash_id(h: u64) -> String {
+    let mut s = String::with_capacity(20);
+    push_hex_id(&mut s, h);
+    s
 }
 
 /// Opens `path`, gunzipping when it starts with the gzip magic bytes.
@@ -162,7 +172,22 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Reads and interns the log at `path`. `progress` is called now and then with bytes read.
 pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
     let reader = open(path)?;
-    ingest_reader(reader, path, opts, progress)
+    let mut log = Log::default();
+    if !is_gzip(path) {
+        // Rows are rarely under 64 bytes: reserving for that many (address space only, until
+        // written) saves growing the columns while they fill.
+        let rows = std::fs::metadata(path).map_or(0, |m| m.len() / 64) as usize;
+        log.user.reserve(rows);
+        log.ts.reserve(rows);
+        log.track.reserve(rows);
+        log.line.reserve(rows);
+    }
+    ingest_chunked(reader, path, opts, progress, CHUNK, log)
+}
+
+fn is_gzip(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    File::open(path).and_then(|mut f| read_up_to(&mut f, &mut magic)).is_ok_and(|n| n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// Bytes per parse chunk: chunks end at a line break and are parsed in parallel, then merged in
@@ -176,20 +201,21 @@ const CHUNK: usize = 8 << 20;
 /// caller's thread merges each batch in order into the global tables, allocating only for users
 /// and tracks it has not seen before.
 pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
-    ingest_chunked(r, path, opts, progress, CHUNK)
+    ingest_chunked(r, path, opts, progress, CHUNK, Log::default())
 }
 
-fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize) -> Result<Log, DataError> {
-    let mut log = Log::default();
+fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize, mut log: Log) -> Result<Log, DataError> {
     let mut users: FastMap<Box<str>, u32> = FastMap::default();
-    let mut tracks: FastMap<Box<str>, u32> = FastMap::default();
+    let mut tracks: TrackTable<Box<str>> = TrackTable::default();
     let batch_len = 2 * rayon::current_num_threads().max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(batch_len);
     // Parsed chunks' buffers go back to the reader: fresh pages cost a page fault each.
     let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| -> Result<(), DataError> {
         scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
-        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
+        let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(batch_len);
+        // Merged chunks' event columns, emptied, for the next chunks (fresh pages fault).
+        let mut spare: Vec<Columns> = Vec::new();
         let mut bytes = 0u64;
         let mut first = true;
         let mut done = false;
@@ -198,9 +224,9 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
             let mut failure = None;
             while batch.len() < batch_len {
                 match rx.recv() {
-                    Ok(Piece::Chunk(c)) => {
-                        bytes += c.len() as u64;
-                        batch.push(c);
+                    Ok(Piece::Chunk(c, n)) => {
+                        bytes += n as u64;
+                        batch.push((c, n));
                     }
                     Ok(Piece::Failed(e)) => {
                         failure = Some(e);
@@ -217,13 +243,14 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
                 use rayon::prelude::*;
                 let first_chunk = first;
                 let known = Known { users: &users, tracks: &tracks };
-                batch.par_iter().enumerate().map(|(i, c)| parse_chunk(c, first_chunk && i == 0, opts, known)).collect()
+                let cols: Vec<Columns> = batch.iter().map(|_| spare.pop().unwrap_or_default()).collect();
+                batch.par_iter().zip(cols).enumerate().map(|(i, ((c, n), cols))| parse_chunk(&c[..*n], first_chunk && i == 0, opts, known, cols)).collect()
             };
             first = false;
             for chunk in parsed {
-                merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?;
+                spare.push(merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?);
             }
-            for buf in batch.drain(..) {
+            for (buf, _) in batch.drain(..) {
                 let _ = give_back.send(buf);
             }
             progress(bytes);
@@ -242,68 +269,78 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
     Ok(log)
 }
 
-/// What the reader thread sends: a chunk of whole lines (the last may lack its `\n`), or the read
-/// error that ended the input (after the complete lines before it).
+/// What the reader thread sends: a buffer whose first `n` bytes are whole lines (the last may
+/// lack its `\n`), or the read error that ended the input (after the complete lines before it).
 enum Piece {
-    Chunk(Vec<u8>),
+    Chunk(Vec<u8>, usize),
     Failed(std::io::Error),
 }
 
-fn read_chunks(mut r: impl BufRead, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
+/// Reads `r` in chunks of at least `chunk` bytes (or to the end) that end at a line break. The
+/// reads go straight into the chunk buffers (a read as large as a `BufReader`'s buffer bypasses
+/// it), and the buffers come back through `recycled` to be filled again, never zeroed twice.
+fn read_chunks(mut r: impl Read, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
+    let mut carry: Vec<u8> = Vec::new(); // the start of a line that the previous chunk cut off
+    // The first batch is parsed against empty tables, so each of its chunks copies out every
+    // track it sees: chunk sizes ramp up (a batch of 1 MiB chunks, one of 2 MiB, one of 4 MiB,
+    // then `CHUNK`), so that the tables fill before the large chunks come.
+    let batch_len = 2 * rayon::current_num_threads().max(1);
+    let mut sent = 0usize;
     loop {
-        let mut buf = match recycled.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b
-            }
-            Err(_) => Vec::with_capacity(chunk.min(CHUNK) + (64 << 10)),
-        };
+        let chunk = if chunk == CHUNK { CHUNK >> 3usize.saturating_sub(sent / batch_len) } else { chunk };
+        sent += 1;
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        let want = chunk.min(CHUNK).max(carry.len() + 1);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        buf[..carry.len()].copy_from_slice(&carry);
+        let mut filled = carry.len();
+        let mut last_break = memchr::memrchr(b'\n', &carry);
+        carry.clear();
         let mut eof = false;
         let mut failed = None;
-        // Fill to CHUNK bytes, then on to the next line break.
-        while buf.len() < chunk {
-            match r.read_until(b'\n', &mut buf) {
+        // Fill to `chunk` bytes and on to a line break, growing the buffer for a long line.
+        while filled < chunk || last_break.is_none() {
+            if filled == buf.len() {
+                let grown = (buf.len() * 2).min(buf.len().saturating_add(CHUNK)).max(buf.len() + 1);
+                buf.resize(grown, 0);
+            }
+            match r.read(&mut buf[filled..]) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(_) => {
-                    // Take the rest of the reader's buffer at once, whole lines only.
-                    let avail = match r.fill_buf() {
-                        Ok(a) => a,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    };
-                    let want = chunk.saturating_sub(buf.len()).min(avail.len());
-                    let take = match memchr::memrchr(b'\n', &avail[..want]) {
-                        Some(p) => p + 1,
-                        None => 0,
-                    };
-                    buf.extend_from_slice(&avail[..take]);
-                    r.consume(take);
+                Ok(n) => {
+                    if let Some(p) = memchr::memrchr(b'\n', &buf[filled..filled + n]) {
+                        last_break = Some(filled + p);
+                    }
+                    filled += n;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             }
         }
+        let end = match (eof, last_break) {
+            (true, _) => filled,
+            (false, Some(p)) => p + 1,
+            (false, None) => 0,
+        };
+        if failed.is_none() && !eof {
+            carry.extend_from_slice(&buf[end..filled]);
+        }
+        // On a read error the complete lines count; a partial last line is lost with the rest.
+        if end > 0 && tx.send(Piece::Chunk(buf, end)).is_err() {
+            return;
+        }
         if let Some(e) = failed {
-            // Keep the complete lines; a partial last line is lost with the rest.
-            let keep = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
-            buf.truncate(keep);
-            if !buf.is_empty() && tx.send(Piece::Chunk(buf)).is_err() {
-                return;
-            }
             let _ = tx.send(Piece::Failed(e));
             return;
         }
-        if buf.is_empty() {
-            return;
-        }
-        if tx.send(Piece::Chunk(buf)).is_err() || eof {
+        if eof {
             return;
         }
     }
@@ -318,7 +355,99 @@ const LOCAL: u32 = 1 << 31;
 #[derive(Clone, Copy)]
 struct Known<'g> {
     users: &'g FastMap<Box<str>, u32>,
-    tracks: &'g FastMap<Box<str>, u32>,
+    tracks: &'g TrackTable<Box<str>>,
+}
+
+/// A track id as the tables hold it: a lowercase hyphenated UUID (an MBID) as its 128 bits, a
+/// name-hash id (`h64:` + 16 lowercase hex digits) as its 64, any other id as its text. The
+/// encoding is one-to-one, so two ids get the same key exactly when they are the same string;
+/// the common keys are hashed and compared without touching the text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key<'a> {
+    Uuid(u128),
+    H64(u64),
+    Other(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(id: &'a str) -> Self {
+        let b = id.as_bytes();
+        if let Some(k) = parse_uuid(b) {
+            return Key::Uuid(k);
+        }
+        if b.len() == 20 && b.starts_with(b"h64:") {
+            if let Some(h) = hex_digits(b, [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]) {
+                return Key::H64(h);
+            }
+        }
+        Key::Other(id)
+    }
+}
+
+/// Each byte's value as a lowercase hex digit, or 0xff (uppercase is not one: the key must stay
+/// one-to-one).
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The value of the lowercase hex digits of `b` at `at`, or `None` if one is not such a digit.
+#[inline(always)]
+fn hex_digits<const N: usize>(b: &[u8], at: [usize; N]) -> Option<u64> {
+    let (mut v, mut bad) = (0u64, 0u8);
+    for i in at {
+        let d = HEX_VALUE[b[i] as usize];
+        bad |= d;
+        v = v << 4 | u64::from(d);
+    }
+    (bad & 0xf0 == 0).then_some(v)
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex, as 128 bits.
+fn parse_uuid(b: &[u8]) -> Option<u128> {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let hi = hex_digits(b, [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17])?;
+    let lo = hex_digits(b, [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35])?;
+    Some(u128::from(hi) << 64 | u128::from(lo))
+}
+
+/// Track ids → indices, by [`Key`]; `S` holds the text of the other ids.
+struct TrackTable<S> {
+    uuid: FastMap<u128, u32>,
+    h64: FastMap<u64, u32>,
+    other: FastMap<S, u32>,
+}
+
+impl<S> Default for TrackTable<S> {
+    fn default() -> Self {
+        Self { uuid: FastMap::default(), h64: FastMap::default(), other: FastMap::default() }
+    }
+}
+
+impl<S: std::borrow::Borrow<str> + std::hash::Hash + Eq> TrackTable<S> {
+    fn get(&self, k: Key<'_>) -> Option<u32> {
+        match k {
+            Key::Uuid(u) => self.uuid.get(&u),
+            Key::H64(h) => self.h64.get(&h),
+            Key::Other(s) => self.other.get(s),
+        }
+        .copied()
+    }
+    /// Adds `k` (whose text is `id`) → `i`.
+    fn insert(&mut self, k: Key<'_>, id: impl FnOnce() -> S, i: u32) {
+        match k {
+            Key::Uuid(u) => self.uuid.insert(u, i),
+            Key::H64(h) => self.h64.insert(h, i),
+            Key::Other(_) => self.other.insert(id(), i),
+        };
+    }
 }
 
 /// One chunk, parsed: users and tracks new to the global tables (borrowing the chunk's bytes
@@ -335,27 +464,51 @@ struct Chunk<'a> {
     bad: Vec<(u64, String)>,
     bad_count: u64,
     users: Vec<Cow<'a, str>>,
-    tracks: Vec<[Cow<'a, str>; 4]>,
+    /// Tracks new to the chunk, copied out here (in parallel) rather than in the merge.
+    tracks: Vec<Track>,
+    cols: Columns,
+}
+
+/// A parsed chunk's events: user, timestamp, track, line number in the chunk.
+#[derive(Default)]
+struct Columns {
     user: Vec<u32>,
     ts: Vec<i64>,
     track: Vec<u32>,
     line: Vec<u32>,
 }
 
-fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>) -> Chunk<'a> {
-    let mut c = Chunk::default();
+fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>, cols: Columns) -> Chunk<'a> {
+    let mut c = Chunk { cols, ..Chunk::default() };
     let rows = data.len() / 96 + 16;
-    c.user.reserve(rows);
-    c.ts.reserve(rows);
-    c.track.reserve(rows);
-    c.line.reserve(rows);
+    c.cols.user.reserve(rows);
+    c.cols.ts.reserve(rows);
+    c.cols.track.reserve(rows);
+    c.cols.line.reserve(rows);
     let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
-    let mut track_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
-    let mut key_buf = String::with_capacity(20);
+    let mut track_map: TrackTable<Cow<'a, str>> = TrackTable::default();
     let mut last_user: Option<(&[u8], u32)> = None;
+    let mut clean = Clean::default();
+    // One scan for tabs and line breaks over the whole chunk.
+    let mut breaks = memchr::memchr2_iter(b'\t', b'\n', data);
     let mut start = 0usize;
     while start < data.len() {
-        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+        let line_at = start;
+        // The tabs of this line (the first 5 kept), then its end.
+        let mut tabs = [0usize; 5];
+        let mut n_tabs = 0usize;
+        let end = loop {
+            match breaks.next() {
+                Some(p) if data[p] == b'\t' => {
+                    if n_tabs < 5 {
+                        tabs[n_tabs] = p;
+                    }
+                    n_tabs += 1;
+                }
+                Some(p) => break p,
+                None => break data.len(),
+            }
+        };
         let mut line = &data[start..end];
         start = end + 1;
         c.lines += 1;
@@ -367,20 +520,19 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
             c.blank += 1;
             continue;
         }
+        let line_end = line_at + line.len();
         let mut f: [&[u8]; 6] = [&[]; 6];
-        let mut count = 0usize;
-        let mut from = 0usize;
-        for tab in memchr::memchr_iter(b'\t', line) {
-            if count < 6 {
-                f[count] = &line[from..tab];
-            }
-            count += 1;
+        let mut from = line_at;
+        for (k, &tab) in tabs.iter().take(n_tabs.min(5)).enumerate() {
+            f[k] = &data[from..tab];
             from = tab + 1;
         }
-        if count < 6 {
-            f[count] = &line[from..];
+        if n_tabs < 6 {
+            // The last field runs to the line's end (with 6 tabs or more the row is malformed and
+            // only the first two fields are read).
+            f[n_tabs] = &data[from..line_end];
         }
-        count += 1;
+        let count = n_tabs + 1;
         if first && line_no == 1 && count >= 2 && super::time::parse_iso8601(f[1]).is_none() && f[0].to_ascii_lowercase().starts_with(b"user") {
             c.header = true;
             continue;
@@ -398,19 +550,21 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
                 continue;
             }
         };
-        // Validate UTF-8 once per row; fields of a valid row are borrowed, never copied.
-        let fields: [Cow<'_, str>; 6] = match std::str::from_utf8(line) {
-            Ok(text) => {
-                let base = line.as_ptr() as usize;
-                f.map(|b| {
-                    let at = b.as_ptr() as usize - base;
-                    Cow::Borrowed(&text[at..at + b.len()])
-                })
-            }
-            Err(_) => {
-                c.lossy += 1;
-                f.map(String::from_utf8_lossy)
-            }
+        // UTF-8 is checked a stretch of rows at a time (the whole chunk, when it is valid); the
+        // fields of a valid row are borrowed, never copied.
+        if line_at >= clean.end() {
+            clean = Clean::from(data, line_at);
+        }
+        let fields: [Cow<'_, str>; 6] = if line_end <= clean.end() {
+            let text = &clean.text[line_at - clean.from..line_end - clean.from];
+            let base = line.as_ptr() as usize;
+            f.map(|b| {
+                let at = b.as_ptr() as usize - base;
+                Cow::Borrowed(text.get(at..at + b.len()).unwrap_or_default())
+            })
+        } else {
+            c.lossy += 1;
+            f.map(String::from_utf8_lossy)
         };
         // Users: rows come grouped by user, so the previous row's user is checked first.
         let user = match last_user {
@@ -437,37 +591,54 @@ fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Know
         let hashed = track_mbid.is_empty();
         if hashed {
             c.hashed_track += 1;
-            key_buf.clear();
-            push_hash_id(&mut key_buf, &[artist.as_bytes(), title.as_bytes()]);
         }
         if artist_mbid.is_empty() {
             c.hashed_artist += 1;
         }
-        let key: &str = if hashed { &key_buf } else { &track_mbid };
-        let track = if let Some(&g) = known.tracks.get(key) {
+        let key = if hashed { Key::H64(fnv1a64(&[artist.as_bytes(), title.as_bytes()])) } else { Key::of(&track_mbid) };
+        let track = if let Some(g) = known.tracks.get(key) {
             g
-        } else if let Some(&i) = track_map.get(key) {
+        } else if let Some(i) = track_map.get(key) {
             i | LOCAL
         } else {
             let n = c.tracks.len() as u32;
-            let key: Cow<'a, str> = if hashed { Cow::Owned(key_buf.clone()) } else { track_mbid };
-            let artist_id = if artist_mbid.is_empty() {
-                let mut s = String::with_capacity(20);
-                push_hash_id(&mut s, &[artist.as_bytes()]);
-                Cow::Owned(s)
-            } else {
-                artist_mbid
+            let id: Cow<'a, str> = match key {
+                Key::H64(h) if hashed => Cow::Owned(hash_id(h)),
+                _ => track_mbid.clone(),
             };
-            track_map.insert(key.clone(), n);
-            c.tracks.push([key, artist_id, artist, title]);
+            let artist_id = if artist_mbid.is_empty() { Cow::Owned(hash_id(fnv1a64(&[artist.as_bytes()]))) } else { artist_mbid };
+            track_map.insert(key, || id.clone(), n);
+            c.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
             n | LOCAL
         };
-        c.user.push(user);
-        c.ts.push(ts);
-        c.track.push(track);
-        c.line.push(line_no as u32);
+        c.cols.user.push(user);
+        c.cols.ts.push(ts);
+        c.cols.track.push(track);
+        c.cols.line.push(line_no as u32);
     }
     c
+}
+
+/// A stretch of a chunk known to be valid UTF-8: `text` is `data[from..from + text.len()]`.
+#[derive(Default)]
+struct Clean<'a> {
+    from: usize,
+    text: &'a str,
+}
+
+impl<'a> Clean<'a> {
+    /// The longest valid stretch of `data` from `from` (to the end, or to the first bad byte).
+    fn from(data: &'a [u8], from: usize) -> Self {
+        let rest = &data[from..];
+        let text = match std::str::from_utf8(rest) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        Clean { from, text }
+    }
+    fn end(&self) -> usize {
+        self.from + self.text.len()
+    }
 }
 
 /// The timestamp of a row split into `count` fields `f`, or what is wrong with the row.
@@ -475,7 +646,7 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
     if count != 6 {
         return Err(format!("{count} tab-separated fields, expected 6"));
     }
-    let Some(ts) = super::time::parse_iso8601(f[1]) else {
+    let Some(ts) = super::time::parse_iso8601_lastfm(f[1]) else {
         let shown = String::from_utf8_lossy(&f[1][..f[1].len().min(40)]);
         return Err(format!("bad timestamp {shown:?} (expected ISO-8601, e.g. 2009-05-04T23:08:57Z)"));
     };
@@ -489,8 +660,9 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
 }
 
 /// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones
-/// are copied out of the chunk), line numbers become file line numbers.
-fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap<Box<str>, u32>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<(), DataError> {
+/// are moved out of the chunk), line numbers become file line numbers. Returns the chunk's
+/// columns, emptied, to be filled again.
+fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<Columns, DataError> {
     let base = log.report.lines;
     log.report.header |= c.header;
     log.report.blank_lines += c.blank;
@@ -516,13 +688,16 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap
     let tmap: Vec<u32> = c
         .tracks
         .into_iter()
-        .map(|[id, artist_id, artist, title]| match tracks.get(id.as_ref()) {
-            Some(&i) => i,
-            None => {
-                let i = log.tracks.len() as u32;
-                tracks.insert(Box::from(id.as_ref()), i);
-                log.tracks.push(Track { id: id.into_owned(), artist_id: artist_id.into_owned(), artist: artist.into_owned(), title: title.into_owned() });
-                i
+        .map(|t| {
+            let k = Key::of(&t.id);
+            match tracks.get(k) {
+                Some(i) => i,
+                None => {
+                    let i = log.tracks.len() as u32;
+                    tracks.insert(k, || Box::from(t.id.as_str()), i);
+                    log.tracks.push(t);
+                    i
+                }
             }
         })
         .collect();
@@ -530,12 +705,17 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut FastMap
         return Err(DataError::Table { file: path.to_path_buf(), what: format!("more than {LOCAL} distinct users or tracks; split the log") });
     }
     let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
-    log.user.extend(c.user.iter().map(|&u| global(&umap, u)));
-    log.ts.extend_from_slice(&c.ts);
-    log.track.extend(c.track.iter().map(|&t| global(&tmap, t)));
-    log.line.extend(c.line.iter().map(|&l| base + u64::from(l)));
+    let mut cols = c.cols;
+    log.user.extend(cols.user.iter().map(|&u| global(&umap, u)));
+    log.ts.extend_from_slice(&cols.ts);
+    log.track.extend(cols.track.iter().map(|&t| global(&tmap, t)));
+    log.line.extend(cols.line.iter().map(|&l| base + u64::from(l)));
     log.report.lines += c.lines;
-    Ok(())
+    cols.user.clear();
+    cols.ts.clear();
+    cols.track.clear();
+    cols.line.clear();
+    Ok(cols)
 }
 
 fn bad(log: &mut Log, path: &Path, opts: IngestOptions, line: u64, what: String) -> Result<(), DataError> {
@@ -627,16 +807,16 @@ mod tests {
         t.extend_from_slice(b"user_x\t2009-05-04T23:08:57Z\tam1\tArtist\ttm1\tSong"); // no final newline
         let opts = IngestOptions { on_bad_row: OnBadRow::Skip, max_examples: 3 };
         let show = |l: &Log| format!("{:?} {:?} {:?} {:?} {:?} {:?} {:?}", l.users, l.tracks, l.user, l.ts, l.track, l.line, l.report);
-        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX).unwrap();
+        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX, Log::default()).unwrap();
         assert_eq!(one.report.bad_rows, 20);
         assert!(one.report.header && one.report.lossy_rows > 0 && one.report.hashed_track_ids > 0);
         for chunk in [1, 7, 64, 1000, 5000] {
-            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk).unwrap();
+            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk, Log::default()).unwrap();
             assert_eq!(show(&l), show(&one), "chunk {chunk}");
         }
         let strict = IngestOptions { on_bad_row: OnBadRow::Error, max_examples: 3 };
         for chunk in [1, 64, usize::MAX] {
-            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk).unwrap_err().to_string();
+            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk, Log::default()).unwrap_err().to_string();
             assert!(e.starts_with("t:11: bad timestamp"), "chunk {chunk}: {e}");
         }
     }

@@ -95,46 +95,71 @@ pub fn write_ingest(dir: &Path, log: &Log) -> anyhow::Result<()> {
 
 /// `items.parquet`, `users.parquet` and `sessions.parquet` of a prepared dataset.
 pub fn write_dataset(dir: &Path, d: &Dataset, meta: &[(&str, String)]) -> anyhow::Result<()> {
+    for file in [DatasetFile::Items, DatasetFile::Users, DatasetFile::Sessions] {
+        write_dataset_file(dir, d, meta, file)?;
+    }
+    Ok(())
+}
+
+/// One file of a prepared dataset (see [`write_dataset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetFile {
+    /// `items.parquet`.
+    Items,
+    /// `users.parquet`.
+    Users,
+    /// `sessions.parquet`.
+    Sessions,
+}
+
+/// Writes one file of [`write_dataset`], so that the three can be written in parallel.
+pub fn write_dataset_file(dir: &Path, d: &Dataset, meta: &[(&str, String)], file: DatasetFile) -> anyhow::Result<()> {
     let mut meta = meta.to_vec();
     meta.push(("encore.n_items", d.items.len().to_string()));
     meta.push(("encore.n_users", d.users.len().to_string()));
-    let mut dur = Float32Builder::new();
-    d.items.iter().for_each(|i| dur.append_option(i.duration_s));
-    write(
-        &dir.join("items.parquet"),
-        vec![
-            ("item", Arc::new(UInt32Array::from_iter_values(0..d.items.len() as u32))),
-            ("track_id", strings(d.items.iter().map(|i| i.track.id.as_str()))),
-            ("artist_id", strings(d.items.iter().map(|i| i.track.artist_id.as_str()))),
-            ("artist", strings(d.items.iter().map(|i| i.track.artist.as_str()))),
-            ("title", strings(d.items.iter().map(|i| i.track.title.as_str()))),
-            ("plays", Arc::new(UInt64Array::from_iter_values(d.items.iter().map(|i| i.plays)))),
-            ("duration_s", Arc::new(dur.finish())),
-        ],
-        &meta,
-    )?;
-    write(
-        &dir.join("users.parquet"),
-        vec![
-            ("user", Arc::new(UInt32Array::from_iter_values(0..d.users.len() as u32))),
-            ("user_id", strings(d.users.iter().map(|u| u.id.as_str()))),
-            ("sessions", Arc::new(UInt32Array::from_iter_values(d.users.iter().map(|u| u.sessions)))),
-            ("plays", Arc::new(UInt64Array::from_iter_values(d.users.iter().map(|u| u.plays)))),
-        ],
-        &meta,
-    )?;
-    let s = &d.sessions;
-    write(
-        &dir.join("sessions.parquet"),
-        vec![
-            ("session", Arc::new(UInt32Array::from_iter_values(0..s.len() as u32))),
-            ("user", u32s(&s.user)),
-            ("items", list(&s.offsets, u32s(&s.item))),
-            ("ts", list(&s.offsets, Arc::new(Int64Array::from(s.ts.clone())))),
-            ("completion", list(&s.offsets, completion(&s.completion))),
-        ],
-        &meta,
-    )
+    match file {
+        DatasetFile::Items => {
+            let mut dur = Float32Builder::new();
+            d.items.iter().for_each(|i| dur.append_option(i.duration_s));
+            write(
+                &dir.join("items.parquet"),
+                vec![
+                    ("item", Arc::new(UInt32Array::from_iter_values(0..d.items.len() as u32))),
+                    ("track_id", strings(d.items.iter().map(|i| i.track.id.as_str()))),
+                    ("artist_id", strings(d.items.iter().map(|i| i.track.artist_id.as_str()))),
+                    ("artist", strings(d.items.iter().map(|i| i.track.artist.as_str()))),
+                    ("title", strings(d.items.iter().map(|i| i.track.title.as_str()))),
+                    ("plays", Arc::new(UInt64Array::from_iter_values(d.items.iter().map(|i| i.plays)))),
+                    ("duration_s", Arc::new(dur.finish())),
+                ],
+                &meta,
+            )
+        }
+        DatasetFile::Users => write(
+            &dir.join("users.parquet"),
+            vec![
+                ("user", Arc::new(UInt32Array::from_iter_values(0..d.users.len() as u32))),
+                ("user_id", strings(d.users.iter().map(|u| u.id.as_str()))),
+                ("sessions", Arc::new(UInt32Array::from_iter_values(d.users.iter().map(|u| u.sessions)))),
+                ("plays", Arc::new(UInt64Array::from_iter_values(d.users.iter().map(|u| u.plays)))),
+            ],
+            &meta,
+        ),
+        DatasetFile::Sessions => {
+            let s = &d.sessions;
+            write(
+                &dir.join("sessions.parquet"),
+                vec![
+                    ("session", Arc::new(UInt32Array::from_iter_values(0..s.len() as u32))),
+                    ("user", u32s(&s.user)),
+                    ("items", list(&s.offsets, u32s(&s.item))),
+                    ("ts", list(&s.offsets, Arc::new(Int64Array::from(s.ts.clone())))),
+                    ("completion", list(&s.offsets, completion(&s.completion))),
+                ],
+                &meta,
+            )
+        }
+    }
 }
 
 /// One split file (`train.parquet`, `valid.parquet`, `test.parquet`).

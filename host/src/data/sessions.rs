@@ -99,26 +99,49 @@ pub fn read_durations(path: &Path) -> Result<FastMap<String, f32>, DataError> {
     parse_durations(super::ingest::open(path)?, path)
 }
 
-/// [`read_durations`] over any reader (plain text, streamed line by line); `path` names it in errors.
-pub fn parse_durations(r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
-    use std::io::BufRead;
+/// [`read_durations`] over any reader; `path` names it in errors.
+pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
+    let mut bytes = Vec::new();
+    let failed = r.read_to_end(&mut bytes).err();
+    match (std::str::from_utf8(&bytes), failed) {
+        (Ok(text), None) => parse_duration_lines(text.lines().map(Ok), memchr::memchr_iter(b'\n', &bytes).count(), path),
+        // Not UTF-8, or a read error: line by line, so the error is the one a streamed read gives
+        // (the complete lines before a read error count, then the error).
+        (_, failed) => {
+            if failed.is_some() {
+                bytes.truncate(memchr::memrchr(b'\n', &bytes).map_or(0, |p| p + 1));
+            }
+            parse_duration_lines(std::io::BufRead::lines(&bytes[..]).chain(failed.map(Err)), 0, path)
+        }
+    }
+}
+
+fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::Result<S>>, rows: usize, path: &Path) -> Result<FastMap<String, f32>, DataError> {
     let err = |what: String| DataError::Table { file: path.into(), what };
     let io = |source| DataError::Io { file: path.into(), source };
-    let mut lines = std::io::BufReader::with_capacity(1 << 20, r).lines();
     let header = lines.next().transpose().map_err(io)?.ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?;
-    let header: Vec<&str> = header.trim_end_matches('\r').split('\t').collect();
+    let header: Vec<&str> = header.as_ref().trim_end_matches('\r').split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| err(format!("no column `{name}` in the header")));
     let (ci, cd) = (col("track_id")?, col("duration_s")?);
     let mut out = FastMap::default();
+    out.reserve(rows);
     for (i, l) in lines.enumerate() {
         let l = l.map_err(io)?;
+        let l = l.as_ref().trim_end_matches('\r');
         let (mut id, mut d) = (None, None);
-        for (k, f) in l.trim_end_matches('\r').split('\t').enumerate() {
+        // The tab-separated fields, up to the last one needed.
+        let mut from = 0;
+        for (k, tab) in memchr::memchr_iter(b'\t', l.as_bytes()).chain([l.len()]).enumerate() {
+            let f = l.get(from..tab).unwrap_or_default();
+            from = tab + 1;
             if k == ci {
                 id = Some(f);
             }
             if k == cd {
                 d = Some(f);
+            }
+            if k >= ci.max(cd) {
+                break;
             }
         }
         let (Some(id), Some(d)) = (id, d) else {
@@ -148,67 +171,110 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     step(&mut report, "ingested", log.ts.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
     // 0. Sort by (user, time, line): out-of-order files (LastFM-1K is newest first) are fine.
-    let mut order: Vec<(u32, i64, u32)> = (0..log.ts.len()).map(|i| (log.user[i], log.ts[i], i as u32)).collect();
-    order.par_sort_unstable();
-    let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(order.len()); // (user, ts, track)
-    for &(u, t, i) in &order {
-        let tr = log.track[i as usize];
-        if f.drop_exact_duplicates {
-            if let Some(&(pu, pt, ptr)) = ev.last() {
-                if pu == u && pt == t && ptr == tr {
+    // The events are bucketed by user (in line order), then each user's are sorted by time, in
+    // parallel: the same order as one sort by (user, time, line).
+    let mut bucket = vec![0usize; log.users.len() + 1];
+    log.user.iter().for_each(|&u| bucket[u as usize + 1] += 1);
+    for u in 0..log.users.len() {
+        bucket[u + 1] += bucket[u];
+    }
+    let mut order: Vec<(i64, u32)> = vec![(0, 0); log.ts.len()]; // (ts, line index)
+    {
+        let mut at = bucket.clone();
+        for (i, (&u, &t)) in log.user.iter().zip(&log.ts).enumerate() {
+            order[at[u as usize]] = (t, i as u32);
+            at[u as usize] += 1;
+        }
+    }
+    let mut per_user: Vec<&mut [(i64, u32)]> = Vec::with_capacity(log.users.len());
+    let mut rest = &mut order[..];
+    for u in 0..log.users.len() {
+        let (head, tail) = rest.split_at_mut(bucket[u + 1] - bucket[u]);
+        per_user.push(head);
+        rest = tail;
+    }
+    let dedup = f.drop_exact_duplicates;
+    let user_n: Vec<u32> = per_user
+        .par_iter_mut()
+        .map(|s| {
+            // Logs come newest first: reversed, a user's events are nearly sorted already.
+            if s.first() > s.last() {
+                s.reverse();
+            }
+            s.sort_unstable();
+            // In place: the line index becomes the track, and exact duplicates (same time and
+            // track as the previous event kept) go. The kept events are the first `n`.
+            let mut n = 0;
+            for k in 0..s.len() {
+                let e = (s[k].0, log.track[s[k].1 as usize]);
+                if dedup && n > 0 && s[n - 1] == e {
                     continue;
                 }
+                s[n] = e;
+                n += 1;
             }
-        }
-        ev.push((u, t, tr));
+            n as u32
+        })
+        .collect();
+    let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(user_n.iter().map(|&n| n as usize).sum()); // (user, ts, track)
+    for (u, (s, &n)) in per_user.iter().zip(&user_n).enumerate() {
+        ev.extend(s[..n as usize].iter().map(|&(t, tr)| (u as u32, t, tr)));
     }
+    drop(per_user);
     drop(order);
     step(&mut report, "sorted, exact duplicates dropped", ev.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
     // Completion ratios against the next raw play of the same user (filtered plays were heard too).
-    let dur: Vec<Option<f32>> = log.tracks.iter().map(|t| durations.get(&t.id).copied().or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
-    let known: Vec<bool> = log.tracks.iter().map(|t| durations.contains_key(&t.id)).collect();
-    let mut completion: Vec<Option<f32>> = Vec::with_capacity(ev.len());
-    for i in 0..ev.len() {
-        let (u, t, tr) = ev[i];
-        let next = ev.get(i + 1).filter(|n| n.0 == u && n.1 - t <= gap);
-        let c = match next {
-            Some(n) => dur[tr as usize].map(|d| ((n.1 - t) as f32 / d).clamp(0.0, 1.0)),
-            None => match cfg.completion.last_event {
-                LastEvent::Null => None,
-                LastEvent::Zero => Some(0.0),
-                LastEvent::One => Some(1.0),
-            },
-        };
-        completion.push(c);
-    }
+    let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id).copied()).collect();
+    let dur: Vec<Option<f32>> = table.iter().map(|d| d.or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
+    let known: Vec<bool> = table.iter().map(|d| d.is_some()).collect();
+    let completion: Vec<Option<f32>> = (0..ev.len())
+        .into_par_iter()
+        .map(|i| {
+            let (u, t, tr) = ev[i];
+            let next = ev.get(i + 1).filter(|n| n.0 == u && n.1 - t <= gap);
+            match next {
+                Some(n) => dur[tr as usize].map(|d| ((n.1 - t) as f32 / d).clamp(0.0, 1.0)),
+                None => match cfg.completion.last_event {
+                    LastEvent::Null => None,
+                    LastEvent::Zero => Some(0.0),
+                    LastEvent::One => Some(1.0),
+                },
+            }
+        })
+        .collect();
 
-    // 1. Users by streams.
-    let mut user_n = vec![0u32; log.users.len()];
-    for e in &ev {
-        user_n[e.0 as usize] += 1;
-    }
+    // 1. Users by streams (`user_n`, counted above). Every user has an event left in `ev`.
     let keep_user: Vec<bool> = user_n.iter().map(|&n| n >= f.min_user_streams).collect();
-    let mut kept: Vec<u32> = (0..ev.len() as u32).filter(|&i| keep_user[ev[i as usize].0 as usize]).collect();
-    let count_users = |k: &[u32]| {
-        let mut seen = vec![false; log.users.len()];
-        k.iter().for_each(|&i| seen[ev[i as usize].0 as usize] = true);
-        seen.iter().filter(|&&s| s).count() as u64
-    };
+    // The plays of each track by the kept users: the tracks left are its non-zero entries.
+    let mut track_n = vec![0u32; n_tracks];
+    let mut kept_1 = 0usize;
+    for e in &ev {
+        if keep_user[e.0 as usize] {
+            track_n[e.2 as usize] += 1;
+            kept_1 += 1;
+        }
+    }
+    let users_1 = keep_user.iter().filter(|&&k| k).count() as u64;
+    let tracks_1 = track_n.iter().filter(|&&n| n > 0).count() as u64;
+    step(&mut report, "users >= min_user_streams", kept_1 as u64, users_1, tracks_1, 0);
     let count_tracks = |k: &[u32]| {
         let mut seen = vec![false; n_tracks];
         k.iter().for_each(|&i| seen[ev[i as usize].2 as usize] = true);
         seen.iter().filter(|&&s| s).count() as u64
     };
-    step(&mut report, "users >= min_user_streams", kept.len() as u64, count_users(&kept), count_tracks(&kept), 0);
 
     // 2. Tracks by plays.
-    let mut track_n = vec![0u32; n_tracks];
-    for &i in &kept {
-        track_n[ev[i as usize].2 as usize] += 1;
+    let mut kept: Vec<u32> = Vec::with_capacity(kept_1);
+    let mut user_left = vec![false; log.users.len()];
+    for (i, e) in ev.iter().enumerate() {
+        if keep_user[e.0 as usize] && track_n[e.2 as usize] >= f.min_track_plays {
+            kept.push(i as u32);
+            user_left[e.0 as usize] = true;
+        }
     }
-    kept.retain(|&i| track_n[ev[i as usize].2 as usize] >= f.min_track_plays);
-    let (users_2, tracks_2) = (count_users(&kept), count_tracks(&kept));
+    let users_2 = user_left.iter().filter(|&&k| k).count() as u64;
+    let tracks_2 = track_n.iter().filter(|&&n| n > 0 && n >= f.min_track_plays).count() as u64;
     step(&mut report, "tracks >= min_track_plays", kept.len() as u64, users_2, tracks_2, 0);
 
     // 3–5. Sessions at gaps; repeats; length.
@@ -289,6 +355,12 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     final_sessions.sort_by_key(|&s| (user_map[sess_user[s] as usize], ev[flat[offsets[s] as usize] as usize].1));
 
     let mut out = Sessions { offsets: vec![0], ..Sessions::default() };
+    let n_out: usize = final_sessions.iter().map(|&s| (offsets[s + 1] - offsets[s]) as usize).sum();
+    out.user.reserve(final_sessions.len());
+    out.offsets.reserve(final_sessions.len());
+    out.item.reserve(n_out);
+    out.ts.reserve(n_out);
+    out.completion.reserve(n_out);
     for &s in &final_sessions {
         out.user.push(user_map[sess_user[s] as usize]);
         for &i in &flat[offsets[s] as usize..offsets[s + 1] as usize] {
@@ -309,7 +381,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
 
     let items = items_raw
         .iter()
-        .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: durations.get(&log.tracks[t as usize].id).copied() })
+        .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: table[t as usize] })
         .collect();
     let mut user_sessions = vec![0u32; users_raw.len()];
     out.user.iter().for_each(|&u| user_sessions[u as usize] += 1);

@@ -10,7 +10,7 @@
 //! One difference from RecBole: its `reconstruct_test_data` drops the first history item of
 //! sequences shorter than the maximum when it appends the mask; here the most recent
 //! `max_len - 1` items are always kept.
-use super::layers::{attention_mask, dropout, embed, positions, Init, LayerNorm, Linear, Params, TrainCtx, TransformerEncoder, TransformerSpec};
+use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Linear, Params, TrainCtx, TransformerEncoder, TransformerSpec};
 use super::{Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -128,10 +128,8 @@ impl Bert4Rec {
 
     /// The encoder's input (item + position embeddings, normalised) and its bidirectional mask.
     fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let (b, l) = ids.dims2()?;
-        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
-        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
-        Ok((x, attention_mask(lens, l, false, ids.device())?))
+        let x = embed_with_positions(&self.items, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+        Ok((x, attention_mask(lens, ids.dim(1)?, false, ids.device())?))
     }
 
     /// RecBole's output head after the transformer: dense, GELU, LayerNorm.

@@ -270,38 +270,36 @@ impl MultiHeadAttention {
 
     /// `x`: B × L × d; `mask`: additive, broadcastable to B × H × L × L.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (b, l, d) = x.dims3()?;
-        let h = self.n_heads;
-        let dh = d / h;
-        let heads = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, h, dh))?.transpose(1, 2)?.contiguous()?) };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
-        let scores = scores.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let probs = dropout(&probs, self.attn_dropout, ctx)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, l, d))?;
-        let out = dropout(&self.dense.forward(&out)?, self.hidden_dropout, ctx)?;
-        self.norm.forward(&(out + x)?)
+        self.attend(x, x, mask, ctx)
     }
 
     /// [`forward`](Self::forward) at one query position per row only, `lens[i] - 1`, for
     /// inference: `x` B × L × d and `mask` B × 1 × L × L ([`attention_mask`]) give B × d.
     pub fn forward_last(&self, x: &Tensor, mask: &Tensor, lens: &[usize]) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
-        let (h, dh) = (self.n_heads, d / self.n_heads);
         let at = super::last_positions(lens, l, x.device())?;
-        let xq = x.reshape((b * l, d))?.index_select(&at, 0)?;
+        let xq = x.reshape((b * l, d))?.index_select(&at, 0)?.reshape((b, 1, d))?;
+        let mask = mask.reshape((b * l, l))?.index_select(&at, 0)?.reshape((b, 1, 1, l))?;
+        Ok(self.attend(&xq, x, &mask, None)?.reshape((b, d))?)
+    }
+
+    /// Queries `xq` (B × Lq × d) attending over `x` (B × L × d), with the residual and post-norm
+    /// on `xq`; `mask` is additive, broadcastable to B × H × Lq × L.
+    fn attend(&self, xq: &Tensor, x: &Tensor, mask: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (b, lq, d) = xq.dims3()?;
+        let l = x.dim(1)?;
+        let (h, dh) = (self.n_heads, d / self.n_heads);
         let heads = |t: Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous()?) };
-        let q = heads(self.query.forward(&xq)?, 1)?;
+        let q = heads(self.query.forward(xq)?, lq)?;
         let k = heads(self.key.forward(x)?, l)?;
         let v = heads(self.value.forward(x)?, l)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
-        let mask = mask.reshape((b * l, l))?.index_select(&at, 0)?.reshape((b, 1, 1, l))?;
-        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
-        let out = probs.matmul(&v)?.reshape((b, d))?;
-        self.norm.forward(&(self.dense.forward(&out)? + xq)?)
+        let scores = scores.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = dropout(&probs, self.attn_dropout, ctx)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, lq, d))?;
+        let out = dropout(&self.dense.forward(&out)?, self.hidden_dropout, ctx)?;
+        self.norm.forward(&(out + xq)?)
     }
 }
 
@@ -389,6 +387,14 @@ pub fn attention_mask(lens: &[usize], l: usize, causal: bool, device: &Device) -
         }
     }
     Ok(Tensor::from_vec(m, (lens.len(), 1, l, l), device)?)
+}
+
+/// The input of RecBole's SASRec and BERT4Rec encoders: item + position embeddings of `ids`
+/// (B × L), layer-normed, then dropout `p`.
+pub fn embed_with_positions(items: &Tensor, pos: &Tensor, norm: &LayerNorm, p: f32, ids: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+    let (b, l) = ids.dims2()?;
+    let x = embed(items, ids)?.broadcast_add(&embed(pos, &positions(b, l, ids.device())?)?)?;
+    dropout(&norm.forward(&x)?, p, ctx)
 }
 
 /// Embedding lookup: rows of `table` for u32 indices of any shape.

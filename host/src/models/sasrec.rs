@@ -4,7 +4,7 @@
 //! position scores the next item by dot product with the item table. Architecture and
 //! initialisation follow RecBole 1.2.1 (`sasrec.py`): embedding + position, LayerNorm, dropout,
 //! post-norm transformer layers, weights Normal(0, 0.02), LayerNorm (1, 0), biases 0.
-use super::layers::{attention_mask, dropout, embed, positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
+use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
 use super::{Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -83,10 +83,8 @@ impl SasRec {
 
     /// The encoder's input (item + position embeddings, normalised) and its causal mask.
     fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let (b, l) = ids.dims2()?;
-        let x = embed(&self.items, ids)?.broadcast_add(&embed(&self.pos, &positions(b, l, ids.device())?)?)?;
-        let x = dropout(&self.norm.forward(&x)?, self.cfg.hidden_dropout, ctx)?;
-        Ok((x, attention_mask(lens, l, true, ids.device())?))
+        let x = embed_with_positions(&self.items, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+        Ok((x, attention_mask(lens, ids.dim(1)?, true, ids.device())?))
     }
 }
 

@@ -257,10 +257,9 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     let mut split_meta = meta.clone();
     split_meta.push(("encore.n_items", d.items.len().to_string()));
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
-    let parts = [schema::DatasetFile::Items, schema::DatasetFile::Users, schema::DatasetFile::Sessions];
     let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let (d, meta, split_meta) = (&d, &meta, &split_meta);
-        let dataset = parts.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
+        let dataset = schema::DatasetFile::ALL.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
         let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta)));
         dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });

@@ -95,7 +95,7 @@ pub fn write_ingest(dir: &Path, log: &Log) -> anyhow::Result<()> {
 
 /// `items.parquet`, `users.parquet` and `sessions.parquet` of a prepared dataset.
 pub fn write_dataset(dir: &Path, d: &Dataset, meta: &[(&str, String)]) -> anyhow::Result<()> {
-    for file in [DatasetFile::Items, DatasetFile::Users, DatasetFile::Sessions] {
+    for file in DatasetFile::ALL {
         write_dataset_file(dir, d, meta, file)?;
     }
     Ok(())
@@ -110,6 +110,11 @@ pub enum DatasetFile {
     Users,
     /// `sessions.parquet`.
     Sessions,
+}
+
+impl DatasetFile {
+    /// The three files, in the order [`write_dataset`] writes them.
+    pub const ALL: [DatasetFile; 3] = [DatasetFile::Items, DatasetFile::Users, DatasetFile::Sessions];
 }
 
 /// Writes one file of [`write_dataset`], so that the three can be written in parallel.

@@ -27,11 +27,15 @@ pub fn write_atomic_file(path: &Path, write: impl FnOnce(File) -> anyhow::Result
         std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     }
     let tmp = temp_path(path);
-    let result = (|| {
+    let result = (|| -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
         let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         write(file.try_clone()?)?;
+        let written = start.elapsed();
         file.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        tracing::debug!("{}: written in {:.1} ms, synced and renamed in {:.1} ms", path.display(), written.as_secs_f64() * 1e3, (start.elapsed() - written).as_secs_f64() * 1e3);
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -2,7 +2,7 @@
 use super::config::{DataConfig, Protocol};
 use super::ingest::{self, IngestOptions, OnBadRow};
 use super::synth::SynthConfig;
-use super::{export, schema, sessions, split, stats, FastMap};
+use super::{export, schema, sessions, split, stats};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -215,7 +215,7 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
 pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&Path>, out: &Path) -> anyhow::Result<(sessions::Dataset, split::Splits)> {
     let start = Instant::now();
     // The duration table is read on its own thread while the log is parsed.
-    let read_durations = || -> anyhow::Result<FastMap<String, f32>> {
+    let read_durations = || -> anyhow::Result<sessions::Durations> {
         Ok(match (&cfg.completion.durations, file) {
             (Some(p), _) => sessions::read_durations(p)?,
             (None, None) => sessions::parse_durations(flate2::read::MultiGzDecoder::new(SAMPLE_TRACKS), Path::new("data/sample/tracks.tsv.gz (embedded)"))?,

@@ -9,6 +9,7 @@ use super::FastMap;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
 /// What to do with a malformed row.
@@ -170,19 +171,30 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Reads and interns the log at `path`. `progress` is called now and then with bytes read.
+///
+/// A plain regular file is memory-mapped and parsed in place (no copy through a read buffer);
+/// like any mapped reader, it must not be truncated while it is read. A gzip file, or anything
+/// that cannot be mapped (a pipe), is streamed.
 pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
-    let reader = open(path)?;
-    let mut log = Log::default();
-    if !is_gzip(path) {
-        // Rows are rarely under 64 bytes: reserving for that many (address space only, until
-        // written) saves growing the columns while they fill.
-        let rows = std::fs::metadata(path).map_or(0, |m| m.len() / 64) as usize;
-        log.user.reserve(rows);
-        log.ts.reserve(rows);
-        log.track.reserve(rows);
-        log.line.reserve(rows);
+    let io = |source| DataError::Io { file: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let regular = file.metadata().map_err(io)?.is_file();
+    if regular && !is_gzip(path) {
+        // SAFETY: the map is read-only and lives until the parse ends; its bytes are only read.
+        // (A concurrent truncation of the file would raise SIGBUS, as for any mapped reader.)
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            let _ = map.advise(memmap2::Advice::Sequential);
+            // Parsed and merged ranges leave the process's resident set: for a read-only file
+            // map, MADV_DONTNEED only drops page-table entries (a later read faults the same
+            // bytes back in from the page cache), so it cannot change what the parse sees.
+            let release = |from: usize, to: usize| {
+                // SAFETY: see above; nothing of the range is written, and its contents stay.
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
+            };
+            return ingest_mapped(&map, path, opts, progress, CHUNK, &release);
+        }
     }
-    ingest_chunked(reader, path, opts, progress, CHUNK, log)
+    ingest_chunked(open(path)?, path, opts, progress, CHUNK)
 }
 
 fn is_gzip(path: &Path) -> bool {
@@ -194,30 +206,66 @@ fn is_gzip(path: &Path) -> bool {
 /// file order, so the result is the same as a one-pass parse (indices in order of first appearance).
 const CHUNK: usize = 8 << 20;
 
+/// Chunks parsed at once: two per thread, so that a slow chunk does not idle the others.
+fn batch_len() -> usize {
+    2 * rayon::current_num_threads().max(1)
+}
+
+/// The size of the `sent`-th chunk. The first batch is parsed against empty tables, so each of
+/// its chunks copies out every track it sees: with the default `CHUNK`, sizes ramp up (a batch of
+/// 1 MiB chunks, one of 2 MiB, one of 4 MiB, then `CHUNK`), so that the tables fill before the
+/// large chunks come. Any other size (the tests') is used as it is.
+fn chunk_size(chunk: usize, sent: usize) -> usize {
+    if chunk == CHUNK {
+        CHUNK >> 3usize.saturating_sub(sent / batch_len())
+    } else {
+        chunk
+    }
+}
+
 /// [`ingest`] over any reader; `path` only names the source in errors.
-///
+pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
+    ingest_chunked(r, path, opts, progress, CHUNK)
+}
+
+/// Parses `data` (a mapped file) in batches of chunks that end at line breaks; `release(from,
+/// to)` is told of each byte range that is parsed and merged, and never read again.
+fn ingest_mapped(data: &[u8], path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize, release: &dyn Fn(usize, usize)) -> Result<Log, DataError> {
+    let mut m = Merger::new(data.len() / 64);
+    let (mut at, mut sent, mut released) = (0usize, 0usize, 0usize);
+    let mut batch: Vec<&[u8]> = Vec::with_capacity(batch_len());
+    while at < data.len() {
+        batch.clear();
+        while batch.len() < batch_len() && at < data.len() {
+            let want = at.saturating_add(chunk_size(chunk, sent).max(1)).min(data.len());
+            sent += 1;
+            // To the line break at or after byte `want - 1`, or to the end.
+            let end = memchr::memchr(b'\n', &data[want - 1..]).map_or(data.len(), |p| want + p);
+            batch.push(&data[at..end]);
+            at = end;
+        }
+        m.batch(&batch, path, opts)?;
+        progress(at as u64);
+        release(released, at);
+        released = at;
+    }
+    Ok(m.finish())
+}
+
 /// One thread reads (and gunzips) chunks of whole lines; the rayon pool parses a batch of chunks
 /// at once (fields, timestamps, UTF-8, chunk-local interning borrowing the chunk's bytes); the
 /// caller's thread merges each batch in order into the global tables, allocating only for users
-/// and tracks it has not seen before.
-pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
-    ingest_chunked(r, path, opts, progress, CHUNK, Log::default())
-}
-
-fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize, mut log: Log) -> Result<Log, DataError> {
-    let mut users: FastMap<Box<str>, u32> = FastMap::default();
-    let mut tracks: TrackTable<Box<str>> = TrackTable::default();
-    let batch_len = 2 * rayon::current_num_threads().max(1);
+/// and tracks it has not seen before, and the pool writes the batch's events into the columns.
+fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize) -> Result<Log, DataError> {
+    let mut m = Merger::new(0);
+    let batch_len = batch_len();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(batch_len);
     // Parsed chunks' buffers go back to the reader: fresh pages cost a page fault each.
     let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| -> Result<(), DataError> {
         scope.spawn(move || read_chunks(r, &tx, chunk, &recycled));
         let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(batch_len);
-        // Merged chunks' event columns, emptied, for the next chunks (fresh pages fault).
-        let mut spare: Vec<Columns> = Vec::new();
         let mut bytes = 0u64;
-        let mut first = true;
         let mut done = false;
         while !done {
             batch.clear();
@@ -239,34 +287,112 @@ fn ingest_chunked(r: impl BufRead + Send, path: &Path, opts: IngestOptions, prog
                     }
                 }
             }
-            let parsed: Vec<Chunk<'_>> = {
-                use rayon::prelude::*;
-                let first_chunk = first;
-                let known = Known { users: &users, tracks: &tracks };
-                let cols: Vec<Columns> = batch.iter().map(|_| spare.pop().unwrap_or_default()).collect();
-                batch.par_iter().zip(cols).enumerate().map(|(i, ((c, n), cols))| parse_chunk(&c[..*n], first_chunk && i == 0, opts, known, cols)).collect()
-            };
-            first = false;
-            for chunk in parsed {
-                spare.push(merge(&mut log, &mut users, &mut tracks, chunk, path, opts)?);
-            }
+            let slices: Vec<&[u8]> = batch.iter().map(|(c, n)| &c[..*n]).collect();
+            m.batch(&slices, path, opts)?;
             for (buf, _) in batch.drain(..) {
                 let _ = give_back.send(buf);
             }
             progress(bytes);
             if let Some(e) = failure {
                 // A truncated gzip stream, or a read error: what was read stays; the rest is lost.
-                let what = format!("the input ends early ({e}); the rows after line {} are lost", log.report.lines);
-                let line = log.report.lines + 1;
-                bad(&mut log, path, opts, line, what)?;
+                let what = format!("the input ends early ({e}); the rows after line {} are lost", m.log.report.lines);
+                let line = m.log.report.lines + 1;
+                bad(&mut m.log, path, opts, line, what)?;
             }
         }
         // Dropping the receiver stops the reader if an error ended the merge early.
         drop(rx);
         Ok(())
     })?;
-    log.report.events = log.user.len() as u64;
-    Ok(log)
+    Ok(m.finish())
+}
+
+/// The global tables and columns that batches of parsed chunks are merged into, in file order.
+struct Merger {
+    log: Log,
+    users: FastMap<Box<str>, u32>,
+    tracks: TrackTable<Box<str>>,
+    /// Merged chunks' event columns, emptied, for the next chunks (fresh pages fault).
+    spare: Vec<Columns>,
+    /// Whether the next chunk is the file's first (the only one that may hold a header).
+    first: bool,
+}
+
+impl Merger {
+    /// `rows`: the expected number of events, reserved up front (address space only, until
+    /// written), which saves growing the columns while they fill.
+    fn new(rows: usize) -> Self {
+        let mut log = Log::default();
+        log.user.reserve(rows);
+        log.ts.reserve(rows);
+        log.track.reserve(rows);
+        log.line.reserve(rows);
+        Self { log, users: FastMap::default(), tracks: TrackTable::default(), spare: Vec::new(), first: true }
+    }
+
+    /// Parses `chunks` (consecutive runs of whole lines) in parallel, merges their new users and
+    /// tracks in order, then writes their events into the columns in parallel.
+    fn batch(&mut self, chunks: &[&[u8]], path: &Path, opts: IngestOptions) -> Result<(), DataError> {
+        use rayon::prelude::*;
+        let first = std::mem::take(&mut self.first) ;
+        let parsed: Vec<Chunk<'_>> = {
+            let known = Known { users: &self.users, tracks: &self.tracks };
+            let cols: Vec<Columns> = chunks.iter().map(|_| self.spare.pop().unwrap_or_default()).collect();
+            chunks.par_iter().zip(cols).enumerate().map(|(i, (c, cols))| parse_chunk(c, first && i == 0, opts, known, cols)).collect()
+        };
+        let mut merged = Vec::with_capacity(parsed.len());
+        for c in parsed {
+            merged.push(merge(&mut self.log, &mut self.users, &mut self.tracks, c, path, opts)?);
+        }
+        let log = &mut self.log;
+        let n: usize = merged.iter().map(|m| m.cols.user.len()).sum();
+        log.user.reserve(n);
+        log.ts.reserve(n);
+        log.track.reserve(n);
+        log.line.reserve(n);
+        let old = log.user.len();
+        {
+            // Each chunk's events go to their own stretch of the columns' spare capacity.
+            let (mut user, mut ts) = (&mut log.user.spare_capacity_mut()[..n], &mut log.ts.spare_capacity_mut()[..n]);
+            let (mut track, mut line) = (&mut log.track.spare_capacity_mut()[..n], &mut log.line.spare_capacity_mut()[..n]);
+            let mut jobs = Vec::with_capacity(merged.len());
+            for m in &merged {
+                let k = m.cols.user.len();
+                let (u, rest) = std::mem::take(&mut user).split_at_mut(k);
+                user = rest;
+                let (t, rest) = std::mem::take(&mut ts).split_at_mut(k);
+                ts = rest;
+                let (tr, rest) = std::mem::take(&mut track).split_at_mut(k);
+                track = rest;
+                let (l, rest) = std::mem::take(&mut line).split_at_mut(k);
+                line = rest;
+                jobs.push((m, u, t, tr, l));
+            }
+            jobs.into_par_iter().for_each(|(m, u, t, tr, l)| m.write(u, t, tr, l));
+        }
+        // SAFETY: the stretches partition the first `n` spare slots of each column, and
+        // `Merged::write` wrote every slot of its stretches (each is as long as the chunk's columns).
+        unsafe {
+            log.user.set_len(old + n);
+            log.ts.set_len(old + n);
+            log.track.set_len(old + n);
+            log.line.set_len(old + n);
+        }
+        for m in merged {
+            let mut cols = m.cols;
+            cols.user.clear();
+            cols.ts.clear();
+            cols.track.clear();
+            cols.line.clear();
+            self.spare.push(cols);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Log {
+        self.log.report.events = self.log.user.len() as u64;
+        self.log
+    }
 }
 
 /// What the reader thread sends: a buffer whose first `n` bytes are whole lines (the last may
@@ -281,13 +407,9 @@ enum Piece {
 /// it), and the buffers come back through `recycled` to be filled again, never zeroed twice.
 fn read_chunks(mut r: impl Read, tx: &std::sync::mpsc::SyncSender<Piece>, chunk: usize, recycled: &std::sync::mpsc::Receiver<Vec<u8>>) {
     let mut carry: Vec<u8> = Vec::new(); // the start of a line that the previous chunk cut off
-    // The first batch is parsed against empty tables, so each of its chunks copies out every
-    // track it sees: chunk sizes ramp up (a batch of 1 MiB chunks, one of 2 MiB, one of 4 MiB,
-    // then `CHUNK`), so that the tables fill before the large chunks come.
-    let batch_len = 2 * rayon::current_num_threads().max(1);
     let mut sent = 0usize;
     loop {
-        let chunk = if chunk == CHUNK { CHUNK >> 3usize.saturating_sub(sent / batch_len) } else { chunk };
+        let chunk = chunk_size(chunk, sent);
         sent += 1;
         let mut buf = recycled.try_recv().unwrap_or_default();
         let want = chunk.min(CHUNK).max(carry.len() + 1);
@@ -363,14 +485,14 @@ struct Known<'g> {
 /// encoding is one-to-one, so two ids get the same key exactly when they are the same string;
 /// the common keys are hashed and compared without touching the text.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Key<'a> {
+pub(crate) enum Key<'a> {
     Uuid(u128),
     H64(u64),
     Other(&'a str),
 }
 
 impl<'a> Key<'a> {
-    fn of(id: &'a str) -> Self {
+    pub(crate) fn of(id: &'a str) -> Self {
         let b = id.as_bytes();
         if let Some(k) = parse_uuid(b) {
             return Key::Uuid(k);
@@ -418,21 +540,21 @@ fn parse_uuid(b: &[u8]) -> Option<u128> {
     Some(u128::from(hi) << 64 | u128::from(lo))
 }
 
-/// Track ids → indices, by [`Key`]; `S` holds the text of the other ids.
-struct TrackTable<S> {
-    uuid: FastMap<u128, u32>,
-    h64: FastMap<u64, u32>,
-    other: FastMap<S, u32>,
+/// Track ids → values (indices, in the ingest), by [`Key`]; `S` holds the text of the other ids.
+pub(crate) struct TrackTable<S, V = u32> {
+    uuid: FastMap<u128, V>,
+    h64: FastMap<u64, V>,
+    other: FastMap<S, V>,
 }
 
-impl<S> Default for TrackTable<S> {
+impl<S, V> Default for TrackTable<S, V> {
     fn default() -> Self {
         Self { uuid: FastMap::default(), h64: FastMap::default(), other: FastMap::default() }
     }
 }
 
-impl<S: std::borrow::Borrow<str> + std::hash::Hash + Eq> TrackTable<S> {
-    fn get(&self, k: Key<'_>) -> Option<u32> {
+impl<S: std::borrow::Borrow<str> + std::hash::Hash + Eq, V: Copy> TrackTable<S, V> {
+    pub(crate) fn get(&self, k: Key<'_>) -> Option<V> {
         match k {
             Key::Uuid(u) => self.uuid.get(&u),
             Key::H64(h) => self.h64.get(&h),
@@ -440,13 +562,20 @@ impl<S: std::borrow::Borrow<str> + std::hash::Hash + Eq> TrackTable<S> {
         }
         .copied()
     }
-    /// Adds `k` (whose text is `id`) → `i`.
-    fn insert(&mut self, k: Key<'_>, id: impl FnOnce() -> S, i: u32) {
+    /// Adds `k` (whose text is `id`) → `v`.
+    pub(crate) fn insert(&mut self, k: Key<'_>, id: impl FnOnce() -> S, v: V) {
         match k {
-            Key::Uuid(u) => self.uuid.insert(u, i),
-            Key::H64(h) => self.h64.insert(h, i),
-            Key::Other(_) => self.other.insert(id(), i),
+            Key::Uuid(u) => self.uuid.insert(u, v),
+            Key::H64(h) => self.h64.insert(h, v),
+            Key::Other(_) => self.other.insert(id(), v),
         };
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.uuid.len() + self.h64.len() + self.other.len()
+    }
+    /// Room for `n` more ids of the common kinds.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.uuid.reserve(n);
     }
 }
 
@@ -659,10 +788,10 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
     Ok(ts)
 }
 
-/// Appends a parsed chunk to `log`: chunk-local users and tracks become global indices (new ones
-/// are moved out of the chunk), line numbers become file line numbers. Returns the chunk's
-/// columns, emptied, to be filled again.
-fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<Columns, DataError> {
+/// Merges a parsed chunk's tables into `log`'s: chunk-local users and tracks get global indices
+/// (new ones are moved out of the chunk), and the counts are added. The events are left for
+/// [`Merged::write`].
+fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<Merged, DataError> {
     let base = log.report.lines;
     log.report.header |= c.header;
     log.report.blank_lines += c.blank;
@@ -704,18 +833,40 @@ fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTa
     if log.tracks.len() as u64 >= u64::from(LOCAL) || log.users.len() as u64 >= u64::from(LOCAL) {
         return Err(DataError::Table { file: path.to_path_buf(), what: format!("more than {LOCAL} distinct users or tracks; split the log") });
     }
-    let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
-    let mut cols = c.cols;
-    log.user.extend(cols.user.iter().map(|&u| global(&umap, u)));
-    log.ts.extend_from_slice(&cols.ts);
-    log.track.extend(cols.track.iter().map(|&t| global(&tmap, t)));
-    log.line.extend(cols.line.iter().map(|&l| base + u64::from(l)));
     log.report.lines += c.lines;
-    cols.user.clear();
-    cols.ts.clear();
-    cols.track.clear();
-    cols.line.clear();
-    Ok(cols)
+    Ok(Merged { cols: c.cols, umap, tmap, base })
+}
+
+/// A chunk whose tables are merged: its events, and how to make their indices global.
+struct Merged {
+    cols: Columns,
+    /// Chunk-local user and track index → global index.
+    umap: Vec<u32>,
+    tmap: Vec<u32>,
+    /// Lines of the file before the chunk's first.
+    base: u64,
+}
+
+impl Merged {
+    /// Writes the chunk's events, in global indices and file line numbers, into the slots given
+    /// (each exactly as long as the chunk's columns).
+    fn write(&self, user: &mut [MaybeUninit<u32>], ts: &mut [MaybeUninit<i64>], track: &mut [MaybeUninit<u32>], line: &mut [MaybeUninit<u64>]) {
+        let global = |map: &[u32], i: u32| if i & LOCAL != 0 { map[(i & !LOCAL) as usize] } else { i };
+        let c = &self.cols;
+        assert!(user.len() == c.user.len() && ts.len() == c.ts.len() && track.len() == c.track.len() && line.len() == c.line.len());
+        for (d, &u) in user.iter_mut().zip(&c.user) {
+            d.write(global(&self.umap, u));
+        }
+        for (d, &t) in ts.iter_mut().zip(&c.ts) {
+            d.write(t);
+        }
+        for (d, &t) in track.iter_mut().zip(&c.track) {
+            d.write(global(&self.tmap, t));
+        }
+        for (d, &l) in line.iter_mut().zip(&c.line) {
+            d.write(self.base + u64::from(l));
+        }
+    }
 }
 
 fn bad(log: &mut Log, path: &Path, opts: IngestOptions, line: u64, what: String) -> Result<(), DataError> {
@@ -807,17 +958,28 @@ mod tests {
         t.extend_from_slice(b"user_x\t2009-05-04T23:08:57Z\tam1\tArtist\ttm1\tSong"); // no final newline
         let opts = IngestOptions { on_bad_row: OnBadRow::Skip, max_examples: 3 };
         let show = |l: &Log| format!("{:?} {:?} {:?} {:?} {:?} {:?} {:?}", l.users, l.tracks, l.user, l.ts, l.track, l.line, l.report);
-        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX, Log::default()).unwrap();
+        let one = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, usize::MAX).unwrap();
         assert_eq!(one.report.bad_rows, 20);
         assert!(one.report.header && one.report.lossy_rows > 0 && one.report.hashed_track_ids > 0);
-        for chunk in [1, 7, 64, 1000, 5000] {
-            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk, Log::default()).unwrap();
-            assert_eq!(show(&l), show(&one), "chunk {chunk}");
+        for chunk in [1, 7, 64, 1000, 5000, CHUNK] {
+            let l = ingest_chunked(&t[..], Path::new("t"), opts, &mut |_| {}, chunk).unwrap();
+            assert_eq!(show(&l), show(&one), "streamed, chunk {chunk}");
+            // The mapped path cuts the same bytes, and releases each range once, in order.
+            let released = std::cell::RefCell::new(0usize);
+            let release = |from: usize, to: usize| {
+                assert!(from == *released.borrow() && to > from, "released {from}..{to}");
+                *released.borrow_mut() = to;
+            };
+            let l = ingest_mapped(&t, Path::new("t"), opts, &mut |_| {}, chunk, &release).unwrap();
+            assert_eq!(show(&l), show(&one), "mapped, chunk {chunk}");
+            assert_eq!(*released.borrow(), t.len());
         }
         let strict = IngestOptions { on_bad_row: OnBadRow::Error, max_examples: 3 };
         for chunk in [1, 64, usize::MAX] {
-            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk, Log::default()).unwrap_err().to_string();
+            let e = ingest_chunked(&t[..], Path::new("t"), strict, &mut |_| {}, chunk).unwrap_err().to_string();
             assert!(e.starts_with("t:11: bad timestamp"), "chunk {chunk}: {e}");
+            let e = ingest_mapped(&t, Path::new("t"), strict, &mut |_| {}, chunk, &|_, _| {}).unwrap_err().to_string();
+            assert!(e.starts_with("t:11: bad timestamp"), "mapped, chunk {chunk}: {e}");
         }
     }
 

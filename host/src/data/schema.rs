@@ -9,7 +9,8 @@ use arrow_array::builder::{Float32Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::Field;
+use arrow_schema::{DataType, Field};
+use parquet::schema::types::ColumnPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -50,7 +51,24 @@ pub fn write(path: &Path, cols: Vec<(&str, ArrayRef)>, extra: &[(&str, String)])
     let batch = RecordBatch::try_from_iter(cols.into_iter().map(|(n, a)| (n.to_string(), a))).with_context(|| format!("building {}", path.display()))?;
     let mut kv = vec![KeyValue::new(SCHEMA_VERSION_KEY.into(), SCHEMA_VERSION.to_string())];
     kv.extend(extra.iter().map(|(k, v)| KeyValue::new(k.to_string(), v.clone())));
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_key_value_metadata(Some(kv)).build();
+    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_key_value_metadata(Some(kv));
+    // Dictionary encoding only where values repeat: not for timestamps and ratios (nearly all
+    // distinct), row numbers, or ids that are unique per row. Trying it costs a hash per value.
+    for field in batch.schema().fields() {
+        let leaf = match field.data_type() {
+            DataType::List(item) => item.data_type().clone(),
+            t => t.clone(),
+        };
+        let unique = matches!(field.name().as_str(), "item" | "session" | "track_id" | "title" | "user_id") && !matches!(field.data_type(), DataType::List(_));
+        if unique || matches!(leaf, DataType::Int64 | DataType::Float32 | DataType::UInt64) {
+            let path = match field.data_type() {
+                DataType::List(item) => ColumnPath::new(vec![field.name().clone(), "list".into(), item.name().clone()]),
+                _ => ColumnPath::new(vec![field.name().clone()]),
+            };
+            props = props.set_column_dictionary_enabled(path, false);
+        }
+    }
+    let props = props.build();
     crate::io::write_atomic_file(path, |file| {
         let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
         w.write(&batch)?;

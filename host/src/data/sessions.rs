@@ -11,10 +11,9 @@
 //!
 //! Then items are re-indexed densely (by plays, descending, then track id) and users by id.
 use super::config::{DataConfig, LastEvent};
-use super::ingest::{Log, Track};
+use super::ingest::{Key, Log, Track};
 use super::DataError;
 use rayon::prelude::*;
-use super::FastMap;
 use std::path::Path;
 
 /// Sessions in compressed-row form: session `s` spans `offsets[s]..offsets[s+1]` of the flat
@@ -94,13 +93,47 @@ pub struct Dataset {
     pub report: FilterReport,
 }
 
+/// Track durations in seconds by track id, keyed as the ingest keys tracks (an MBID by its 128
+/// bits, a name-hash id by its 64), so that reading a large table allocates nothing per row.
+#[derive(Default)]
+pub struct Durations(super::ingest::TrackTable<Box<str>, f32>);
+
+impl Durations {
+    /// The duration of track `id`, if the table has it.
+    pub fn get(&self, id: &str) -> Option<f32> {
+        self.0.get(Key::of(id))
+    }
+    /// Sets the duration of track `id`.
+    pub fn insert(&mut self, id: &str, seconds: f32) {
+        self.0.insert(Key::of(id), || Box::from(id), seconds);
+    }
+    /// Tracks in the table.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<(S, f32)> for Durations {
+    fn from_iter<I: IntoIterator<Item = (S, f32)>>(iter: I) -> Self {
+        let mut d = Durations::default();
+        for (id, s) in iter {
+            d.insert(id.as_ref(), s);
+        }
+        d
+    }
+}
+
 /// Reads a duration table: a TSV whose header names `track_id` and `duration_s`.
-pub fn read_durations(path: &Path) -> Result<FastMap<String, f32>, DataError> {
+pub fn read_durations(path: &Path) -> Result<Durations, DataError> {
     parse_durations(super::ingest::open(path)?, path)
 }
 
 /// [`read_durations`] over any reader; `path` names it in errors.
-pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FastMap<String, f32>, DataError> {
+pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<Durations, DataError> {
     let mut bytes = Vec::new();
     let failed = r.read_to_end(&mut bytes).err();
     match (std::str::from_utf8(&bytes), failed) {
@@ -116,15 +149,15 @@ pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<FastMap
     }
 }
 
-fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::Result<S>>, rows: usize, path: &Path) -> Result<FastMap<String, f32>, DataError> {
+fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::Result<S>>, rows: usize, path: &Path) -> Result<Durations, DataError> {
     let err = |what: String| DataError::Table { file: path.into(), what };
     let io = |source| DataError::Io { file: path.into(), source };
     let header = lines.next().transpose().map_err(io)?.ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?;
     let header: Vec<&str> = header.as_ref().trim_end_matches('\r').split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| err(format!("no column `{name}` in the header")));
     let (ci, cd) = (col("track_id")?, col("duration_s")?);
-    let mut out = FastMap::default();
-    out.reserve(rows);
+    let mut out = Durations::default();
+    out.0.reserve(rows);
     for (i, l) in lines.enumerate() {
         let l = l.map_err(io)?;
         let l = l.as_ref().trim_end_matches('\r');
@@ -154,17 +187,19 @@ fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::
         if !(d.is_finite() && d > 0.0) {
             return Err(err(format!("line {}: duration_s {d} must be positive", i + 2)));
         }
-        out.insert(id.to_string(), d);
+        out.insert(id, d);
     }
     Ok(out)
 }
 
 /// Runs the filters and sessionization of `cfg` over `log`. `durations` maps track ids to seconds.
-pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> Dataset {
+pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
     let f = &cfg.filters;
     let gap = cfg.gap_seconds();
     let mut report = FilterReport::default();
     let n_tracks = log.tracks.len();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &str| { tracing::debug!("build: {what} {:.1} ms", clock.elapsed().as_secs_f64() * 1e3); clock = std::time::Instant::now(); };
     let step = |r: &mut FilterReport, name: &str, events: u64, users: u64, tracks: u64, sessions: u64| {
         r.steps.push((name.to_string(), events, users, tracks, sessions));
     };
@@ -224,8 +259,9 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     drop(order);
     step(&mut report, "sorted, exact duplicates dropped", ev.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
 
+    lap("sort+dedup");
     // Completion ratios against the next raw play of the same user (filtered plays were heard too).
-    let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id).copied()).collect();
+    let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id)).collect();
     let dur: Vec<Option<f32>> = table.iter().map(|d| d.or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
     let known: Vec<bool> = table.iter().map(|d| d.is_some()).collect();
     let completion: Vec<Option<f32>> = (0..ev.len())
@@ -244,6 +280,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
         })
         .collect();
 
+    lap("completion");
     // 1. Users by streams (`user_n`, counted above). Every user has an event left in `ev`.
     let keep_user: Vec<bool> = user_n.iter().map(|&n| n >= f.min_user_streams).collect();
     // The plays of each track by the kept users: the tracks left are its non-zero entries.
@@ -264,6 +301,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
         seen.iter().filter(|&&s| s).count() as u64
     };
 
+    lap("filter1");
     // 2. Tracks by plays.
     let mut kept: Vec<u32> = Vec::with_capacity(kept_1);
     let mut user_left = vec![false; log.users.len()];
@@ -277,6 +315,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     let tracks_2 = track_n.iter().filter(|&&n| n > 0 && n >= f.min_track_plays).count() as u64;
     step(&mut report, "tracks >= min_track_plays", kept.len() as u64, users_2, tracks_2, 0);
 
+    lap("filter2");
     // 3–5. Sessions at gaps; repeats; length.
     let mut sess_user: Vec<u32> = Vec::new();
     let mut offsets: Vec<u32> = vec![0];
@@ -324,6 +363,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     };
     step(&mut report, "sessions >= min_session_len, truncated", flat.len() as u64, n_users_5, count_tracks(&flat), sess_user.len() as u64);
 
+    lap("sessions");
     // 6. Users by sessions.
     let mut user_s = vec![0u32; log.users.len()];
     sess_user.iter().for_each(|&u| user_s[u as usize] += 1);
@@ -379,6 +419,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
     }
     step(&mut report, "users >= min_user_sessions", out.item.len() as u64, users_raw.len() as u64, items_raw.len() as u64, out.len() as u64);
 
+    lap("output");
     let items = items_raw
         .iter()
         .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: table[t as usize] })
@@ -390,6 +431,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &FastMap<String, f32>) -> D
         .enumerate()
         .map(|(d, &u)| User { id: log.users[u as usize].clone(), sessions: user_sessions[d], plays: user_plays[u as usize] })
         .collect();
+    lap("items");
     Dataset { items, users, sessions: out, report }
 }
 
@@ -429,7 +471,7 @@ mod tests {
         let mut cfg = DataConfig::default();
         cfg.filters.max_session_len = 2;
         cfg.completion.last_event = LastEvent::Null;
-        let durs: FastMap<String, f32> = [("a", 200.0), ("b", 100.0), ("c", 10.0), ("d", 30.0)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let durs: Durations = [("a", 200.0), ("b", 100.0), ("c", 10.0), ("d", 30.0)].into_iter().collect();
         let d = build(&l, &cfg, &durs);
         assert_eq!(d.sessions.offsets, [0, 2, 4]);
         let title = |i: u32| d.items[i as usize].track.id.clone();
@@ -446,7 +488,7 @@ mod tests {
         let mut cfg = DataConfig::default();
         cfg.completion.estimate_duration_s = Some(120.0);
         cfg.completion.last_event = LastEvent::One;
-        let durs: FastMap<String, f32> = [("b".to_string(), 40.0)].into_iter().collect();
+        let durs: Durations = [("b", 40.0)].into_iter().collect();
         let d = build(&l, &cfg, &durs);
         assert_eq!(d.sessions.completion, [Some(0.5), Some(1.0), Some(1.0)]);
         assert_eq!(d.report.completion_estimated, 1, "only a's ratio used the estimate");
@@ -465,7 +507,7 @@ mod tests {
         let mut cfg = DataConfig::default();
         cfg.filters.min_user_streams = 10;
         cfg.filters.min_track_plays = 2;
-        let d = build(&l, &cfg, &FastMap::default());
+        let d = build(&l, &cfg, &Durations::default());
         assert_eq!(d.users.len(), 1);
         assert_eq!(d.items.len(), 2, "the rare track and the light user are gone");
         assert_eq!(d.sessions.len(), 1);

@@ -193,246 +193,298 @@ fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::
 }
 
 /// Runs the filters and sessionization of `cfg` over `log`. `durations` maps track ids to seconds.
+///
+/// Every step but the global counts runs per user, in parallel: a user's sessions depend only on
+/// the user's events and the track counts.
 pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
     let f = &cfg.filters;
     let gap = cfg.gap_seconds();
     let mut report = FilterReport::default();
-    let n_tracks = log.tracks.len();
+    let (n_users, n_tracks) = (log.users.len(), log.tracks.len());
     let mut clock = std::time::Instant::now();
-    let mut lap = |what: &str| { tracing::debug!("build: {what} {:.1} ms", clock.elapsed().as_secs_f64() * 1e3); clock = std::time::Instant::now(); };
-    let step = |r: &mut FilterReport, name: &str, events: u64, users: u64, tracks: u64, sessions: u64| {
-        r.steps.push((name.to_string(), events, users, tracks, sessions));
+    let mut lap = |what: &str| {
+        tracing::debug!("build: {what} in {:.1} ms", clock.elapsed().as_secs_f64() * 1e3);
+        clock = std::time::Instant::now();
     };
-    step(&mut report, "ingested", log.ts.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
+    let step = |r: &mut FilterReport, name: &str, events: usize, users: usize, tracks: usize, sessions: usize| {
+        r.steps.push((name.to_string(), events as u64, users as u64, tracks as u64, sessions as u64));
+    };
+    step(&mut report, "ingested", log.ts.len(), n_users, n_tracks, 0);
 
-    // 0. Sort by (user, time, line): out-of-order files (LastFM-1K is newest first) are fine.
-    // The events are bucketed by user (in line order), then each user's are sorted by time, in
-    // parallel: the same order as one sort by (user, time, line).
-    let mut bucket = vec![0usize; log.users.len() + 1];
-    log.user.iter().for_each(|&u| bucket[u as usize + 1] += 1);
-    for u in 0..log.users.len() {
-        bucket[u + 1] += bucket[u];
-    }
-    let mut order: Vec<(i64, u32)> = vec![(0, 0); log.ts.len()]; // (ts, line index)
-    {
-        let mut at = bucket.clone();
-        for (i, (&u, &t)) in log.user.iter().zip(&log.ts).enumerate() {
-            order[at[u as usize]] = (t, i as u32);
-            at[u as usize] += 1;
-        }
-    }
-    let mut per_user: Vec<&mut [(i64, u32)]> = Vec::with_capacity(log.users.len());
+    // 0. Each user's events as (time, track), sorted by (time, line), exact duplicates dropped.
+    let (mut order, bucket) = by_user(log);
+    lap("events bucketed by user");
+    let dedup = f.drop_exact_duplicates;
+    let mut per_user: Vec<&mut [(i64, u32)]> = Vec::with_capacity(n_users);
     let mut rest = &mut order[..];
-    for u in 0..log.users.len() {
+    for u in 0..n_users {
         let (head, tail) = rest.split_at_mut(bucket[u + 1] - bucket[u]);
         per_user.push(head);
         rest = tail;
     }
-    let dedup = f.drop_exact_duplicates;
-    let user_n: Vec<u32> = per_user
-        .par_iter_mut()
-        .map(|s| {
-            // Logs come newest first: reversed, a user's events are nearly sorted already.
-            if s.first() > s.last() {
-                s.reverse();
+    per_user.par_iter_mut().for_each(|s| {
+        // Logs come newest first: reversed, a user's events are nearly sorted already.
+        if s.first() > s.last() {
+            s.reverse();
+        }
+        s.sort_unstable();
+        // In place: the line index becomes the track, and exact duplicates (same time and
+        // track as the previous event kept) go. The kept events are the first `n`.
+        let mut n = 0;
+        for k in 0..s.len() {
+            let e = (s[k].0, log.track[s[k].1 as usize]);
+            if dedup && n > 0 && s[n - 1] == e {
+                continue;
             }
-            s.sort_unstable();
-            // In place: the line index becomes the track, and exact duplicates (same time and
-            // track as the previous event kept) go. The kept events are the first `n`.
-            let mut n = 0;
-            for k in 0..s.len() {
-                let e = (s[k].0, log.track[s[k].1 as usize]);
-                if dedup && n > 0 && s[n - 1] == e {
-                    continue;
-                }
-                s[n] = e;
-                n += 1;
-            }
-            n as u32
-        })
-        .collect();
-    let mut ev: Vec<(u32, i64, u32)> = Vec::with_capacity(user_n.iter().map(|&n| n as usize).sum()); // (user, ts, track)
-    for (u, (s, &n)) in per_user.iter().zip(&user_n).enumerate() {
-        ev.extend(s[..n as usize].iter().map(|&(t, tr)| (u as u32, t, tr)));
-    }
-    drop(per_user);
-    drop(order);
-    step(&mut report, "sorted, exact duplicates dropped", ev.len() as u64, log.users.len() as u64, n_tracks as u64, 0);
+            s[n] = e;
+            n += 1;
+        }
+        let all = std::mem::take(s);
+        *s = &mut all[..n];
+    });
+    let per_user: Vec<&[(i64, u32)]> = per_user.into_iter().map(|s| &*s).collect();
+    let n_sorted: usize = per_user.iter().map(|s| s.len()).sum();
+    step(&mut report, "sorted, exact duplicates dropped", n_sorted, n_users, n_tracks, 0);
+    lap("sorted");
 
-    lap("sort+dedup");
-    // Completion ratios against the next raw play of the same user (filtered plays were heard too).
-    let table: Vec<Option<f32>> = log.tracks.par_iter().map(|t| durations.get(&t.id)).collect();
-    let dur: Vec<Option<f32>> = table.iter().map(|d| d.or(cfg.completion.estimate_duration_s.map(|e| e as f32))).collect();
-    let known: Vec<bool> = table.iter().map(|d| d.is_some()).collect();
-    let completion: Vec<Option<f32>> = (0..ev.len())
-        .into_par_iter()
-        .map(|i| {
-            let (u, t, tr) = ev[i];
-            let next = ev.get(i + 1).filter(|n| n.0 == u && n.1 - t <= gap);
-            match next {
-                Some(n) => dur[tr as usize].map(|d| ((n.1 - t) as f32 / d).clamp(0.0, 1.0)),
-                None => match cfg.completion.last_event {
-                    LastEvent::Null => None,
-                    LastEvent::Zero => Some(0.0),
-                    LastEvent::One => Some(1.0),
-                },
-            }
-        })
-        .collect();
-
-    lap("completion");
-    // 1. Users by streams (`user_n`, counted above). Every user has an event left in `ev`.
-    let keep_user: Vec<bool> = user_n.iter().map(|&n| n >= f.min_user_streams).collect();
+    // 1. Users by streams.
+    let keep_user: Vec<bool> = per_user.iter().map(|s| s.len() >= f.min_user_streams as usize).collect();
     // The plays of each track by the kept users: the tracks left are its non-zero entries.
-    let mut track_n = vec![0u32; n_tracks];
-    let mut kept_1 = 0usize;
-    for e in &ev {
-        if keep_user[e.0 as usize] {
-            track_n[e.2 as usize] += 1;
-            kept_1 += 1;
-        }
-    }
-    let users_1 = keep_user.iter().filter(|&&k| k).count() as u64;
-    let tracks_1 = track_n.iter().filter(|&&n| n > 0).count() as u64;
-    step(&mut report, "users >= min_user_streams", kept_1 as u64, users_1, tracks_1, 0);
-    let count_tracks = |k: &[u32]| {
-        let mut seen = vec![false; n_tracks];
-        k.iter().for_each(|&i| seen[ev[i as usize].2 as usize] = true);
-        seen.iter().filter(|&&s| s).count() as u64
-    };
+    let track_n: Vec<u32> = per_user
+        .par_iter()
+        .zip(&keep_user)
+        .with_min_len(n_users.div_ceil(rayon::current_num_threads()).max(1))
+        .fold(|| vec![0u32; n_tracks], |mut n, (s, &keep)| {
+            if keep {
+                s.iter().for_each(|e| n[e.1 as usize] += 1);
+            }
+            n
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+            a
+        })
+        .unwrap_or_else(|| vec![0; n_tracks]);
+    let kept_1: usize = per_user.iter().zip(&keep_user).filter(|(_, &k)| k).map(|(s, _)| s.len()).sum();
+    let users_1 = keep_user.iter().filter(|&&k| k).count();
+    step(&mut report, "users >= min_user_streams", kept_1, users_1, track_n.iter().filter(|&&n| n > 0).count(), 0);
 
-    lap("filter1");
-    // 2. Tracks by plays.
-    let mut kept: Vec<u32> = Vec::with_capacity(kept_1);
-    let mut user_left = vec![false; log.users.len()];
-    for (i, e) in ev.iter().enumerate() {
-        if keep_user[e.0 as usize] && track_n[e.2 as usize] >= f.min_track_plays {
-            kept.push(i as u32);
-            user_left[e.0 as usize] = true;
-        }
-    }
-    let users_2 = user_left.iter().filter(|&&k| k).count() as u64;
-    let tracks_2 = track_n.iter().filter(|&&n| n > 0 && n >= f.min_track_plays).count() as u64;
-    step(&mut report, "tracks >= min_track_plays", kept.len() as u64, users_2, tracks_2, 0);
-
-    lap("filter2");
-    // 3–5. Sessions at gaps; repeats; length.
-    let mut sess_user: Vec<u32> = Vec::new();
-    let mut offsets: Vec<u32> = vec![0];
-    let mut flat: Vec<u32> = Vec::with_capacity(kept.len()); // indices into ev
-    let (mut n_sessions_raw, mut after_repeats) = (0u64, 0u64);
-    let mut cur: Vec<u32> = Vec::new();
+    // 2.–5. Per user: tracks by plays; sessions at gaps; repeats; session length.
     let max_len = if f.max_session_len == 0 { usize::MAX } else { f.max_session_len as usize };
-    let flush = |cur: &mut Vec<u32>, flat: &mut Vec<u32>, offsets: &mut Vec<u32>, sess_user: &mut Vec<u32>| {
-        if !cur.is_empty() && cur.len() >= f.min_session_len as usize {
-            sess_user.push(ev[cur[0] as usize].0);
-            flat.extend(cur.iter().take(max_len));
-            offsets.push(flat.len() as u32);
-        }
-        cur.clear();
-    };
-    let mut prev: Option<(u32, i64)> = None;
-    for &i in &kept {
-        let (u, t, tr) = ev[i as usize];
-        let new_session = match prev {
-            Some((pu, pt)) => pu != u || t - pt > gap,
-            None => true,
-        };
-        prev = Some((u, t));
-        if new_session {
-            n_sessions_raw += 1;
-            flush(&mut cur, &mut flat, &mut offsets, &mut sess_user);
-        }
-        if f.drop_consecutive_repeats {
-            if let Some(&last) = cur.last() {
-                if ev[last as usize].2 == tr {
+    let min_len = (f.min_session_len as usize).max(1);
+    let user_sessions: Vec<UserSessions> = per_user
+        .par_iter()
+        .zip(&keep_user)
+        .map(|(s, &keep)| {
+            let mut out = UserSessions::default();
+            if !keep {
+                return out;
+            }
+            let mut cur: Vec<u32> = Vec::new();
+            let flush = |cur: &mut Vec<u32>, out: &mut UserSessions| {
+                if cur.len() >= min_len {
+                    out.events.extend(cur.iter().take(max_len));
+                    out.ends.push(out.events.len() as u32);
+                }
+                cur.clear();
+            };
+            let mut prev: Option<i64> = None;
+            for (p, &(t, tr)) in s.iter().enumerate() {
+                if track_n[tr as usize] < f.min_track_plays {
                     continue;
                 }
+                out.kept += 1;
+                if prev.is_none_or(|pt| t - pt > gap) {
+                    out.raw_sessions += 1;
+                    flush(&mut cur, &mut out);
+                }
+                prev = Some(t);
+                if f.drop_consecutive_repeats && cur.last().is_some_and(|&last| s[last as usize].1 == tr) {
+                    continue;
+                }
+                out.after_repeats += 1;
+                cur.push(p as u32);
             }
-        }
-        after_repeats += 1;
-        cur.push(i);
+            flush(&mut cur, &mut out);
+            out
+        })
+        .collect();
+    let sum = |g: fn(&UserSessions) -> usize| user_sessions.iter().map(g).sum::<usize>();
+    let users_2 = user_sessions.iter().filter(|u| u.kept > 0).count();
+    let tracks_2 = track_n.iter().filter(|&&n| n > 0 && n >= f.min_track_plays).count();
+    let (raw_sessions, after_repeats) = (sum(|u| u.raw_sessions as usize), sum(|u| u.after_repeats as usize));
+    step(&mut report, "tracks >= min_track_plays", sum(|u| u.kept as usize), users_2, tracks_2, 0);
+    step(&mut report, "sessions at the gap", sum(|u| u.kept as usize), users_2, tracks_2, raw_sessions);
+    step(&mut report, "consecutive repeats dropped", after_repeats, users_2, tracks_2, raw_sessions);
+    let mut seen = vec![false; n_tracks];
+    for (s, us) in per_user.iter().zip(&user_sessions) {
+        us.events.iter().for_each(|&p| seen[s[p as usize].1 as usize] = true);
     }
-    flush(&mut cur, &mut flat, &mut offsets, &mut sess_user);
-    step(&mut report, "sessions at the gap", kept.len() as u64, users_2, tracks_2, n_sessions_raw);
-    step(&mut report, "consecutive repeats dropped", after_repeats, users_2, tracks_2, n_sessions_raw);
-    let n_users_5 = {
-        let mut s = sess_user.clone();
-        s.dedup();
-        s.len() as u64
-    };
-    step(&mut report, "sessions >= min_session_len, truncated", flat.len() as u64, n_users_5, count_tracks(&flat), sess_user.len() as u64);
-
+    let tracks_5 = seen.iter().filter(|&&s| s).count();
+    let users_5 = user_sessions.iter().filter(|u| !u.ends.is_empty()).count();
+    step(&mut report, "sessions >= min_session_len, truncated", sum(|u| u.events.len()), users_5, tracks_5, sum(|u| u.ends.len()));
     lap("sessions");
-    // 6. Users by sessions.
-    let mut user_s = vec![0u32; log.users.len()];
-    sess_user.iter().for_each(|&u| user_s[u as usize] += 1);
-    let mut final_sessions: Vec<usize> = (0..sess_user.len()).filter(|&s| user_s[sess_user[s] as usize] >= f.min_user_sessions).collect();
-    // Sessions are already in (user, time) order; re-sort by user id string below via the dense map.
 
-    // Dense users (by id) and items (by plays desc, then id).
+    // 6. Users by sessions. Then dense users (by id) and items (by plays desc, then id).
+    let final_user = |u: usize| !user_sessions[u].ends.is_empty() && user_sessions[u].ends.len() >= f.min_user_sessions as usize;
     let mut item_plays = vec![0u64; n_tracks];
-    let mut user_plays = vec![0u64; log.users.len()];
-    for &s in &final_sessions {
-        let u = sess_user[s] as usize;
-        for &i in &flat[offsets[s] as usize..offsets[s + 1] as usize] {
-            item_plays[ev[i as usize].2 as usize] += 1;
-            user_plays[u] += 1;
-        }
+    let mut users_raw: Vec<u32> = Vec::new();
+    for u in (0..n_users).filter(|&u| final_user(u)) {
+        users_raw.push(u as u32);
+        user_sessions[u].events.iter().for_each(|&p| item_plays[per_user[u][p as usize].1 as usize] += 1);
     }
-    let mut users_raw: Vec<u32> = (0..log.users.len() as u32).filter(|&u| user_plays[u as usize] > 0).collect();
     users_raw.sort_unstable_by(|a, b| log.users[*a as usize].cmp(&log.users[*b as usize]));
-    let mut user_map = vec![u32::MAX; log.users.len()];
-    for (d, &u) in users_raw.iter().enumerate() {
-        user_map[u as usize] = d as u32;
-    }
     let mut items_raw: Vec<u32> = (0..n_tracks as u32).filter(|&t| item_plays[t as usize] > 0).collect();
-    items_raw.sort_unstable_by(|a, b| item_plays[*b as usize].cmp(&item_plays[*a as usize]).then_with(|| log.tracks[*a as usize].id.cmp(&log.tracks[*b as usize].id)));
+    items_raw.par_sort_unstable_by(|a, b| item_plays[*b as usize].cmp(&item_plays[*a as usize]).then_with(|| log.tracks[*a as usize].id.cmp(&log.tracks[*b as usize].id)));
     let mut item_map = vec![u32::MAX; n_tracks];
     for (d, &t) in items_raw.iter().enumerate() {
         item_map[t as usize] = d as u32;
     }
-    final_sessions.sort_by_key(|&s| (user_map[sess_user[s] as usize], ev[flat[offsets[s] as usize] as usize].1));
-
-    let mut out = Sessions { offsets: vec![0], ..Sessions::default() };
-    let n_out: usize = final_sessions.iter().map(|&s| (offsets[s + 1] - offsets[s]) as usize).sum();
-    out.user.reserve(final_sessions.len());
-    out.offsets.reserve(final_sessions.len());
-    out.item.reserve(n_out);
-    out.ts.reserve(n_out);
-    out.completion.reserve(n_out);
-    for &s in &final_sessions {
-        out.user.push(user_map[sess_user[s] as usize]);
-        for &i in &flat[offsets[s] as usize..offsets[s + 1] as usize] {
-            let (_, t, tr) = ev[i as usize];
-            out.item.push(item_map[tr as usize]);
-            out.ts.push(t);
-            let c = completion[i as usize];
-            if c.is_none() {
-                report.completion_null += 1;
-            } else if !known[tr as usize] && cfg.completion.estimate_duration_s.is_some() && ev.get(i as usize + 1).is_some_and(|n| n.0 == ev[i as usize].0 && n.1 - t <= gap) {
-                report.completion_estimated += 1;
-            }
-            out.completion.push(c);
-        }
-        out.offsets.push(out.item.len() as u32);
+    // Durations, looked up for the final items only.
+    let item_duration: Vec<Option<f32>> = items_raw.par_iter().map(|&t| durations.get(&log.tracks[t as usize].id)).collect();
+    let mut duration = vec![None; n_tracks];
+    for (&t, &d) in items_raw.iter().zip(&item_duration) {
+        duration[t as usize] = d;
     }
-    step(&mut report, "users >= min_user_sessions", out.item.len() as u64, users_raw.len() as u64, items_raw.len() as u64, out.len() as u64);
+    lap("catalog");
 
-    lap("output");
+    // The output, user by user in parallel, each into its own stretch of the columns.
+    let n_sessions: usize = users_raw.iter().map(|&u| user_sessions[u as usize].ends.len()).sum();
+    let n_events: usize = users_raw.iter().map(|&u| user_sessions[u as usize].events.len()).sum();
+    let mut out = Sessions { user: vec![0; n_sessions], offsets: vec![0; n_sessions + 1], item: vec![0; n_events], ts: vec![0; n_events], completion: vec![None; n_events] };
+    let mut jobs = Vec::with_capacity(users_raw.len());
+    {
+        let (mut user, mut offsets, mut item, mut ts, mut completion) = (&mut out.user[..], &mut out.offsets[1..], &mut out.item[..], &mut out.ts[..], &mut out.completion[..]);
+        let mut base = 0u32;
+        for (d, &u) in users_raw.iter().enumerate() {
+            let us = &user_sessions[u as usize];
+            let (k, n) = (us.ends.len(), us.events.len());
+            let (a, r) = std::mem::take(&mut user).split_at_mut(k);
+            user = r;
+            let (b, r) = std::mem::take(&mut offsets).split_at_mut(k);
+            offsets = r;
+            let (c, r) = std::mem::take(&mut item).split_at_mut(n);
+            item = r;
+            let (e, r) = std::mem::take(&mut ts).split_at_mut(n);
+            ts = r;
+            let (g, r) = std::mem::take(&mut completion).split_at_mut(n);
+            completion = r;
+            jobs.push((d as u32, u as usize, base, a, b, c, e, g));
+            base += n as u32;
+        }
+    }
+    let estimate = cfg.completion.estimate_duration_s.map(|e| e as f32);
+    let (null, estimated) = jobs
+        .into_par_iter()
+        .map(|(d, u, base, user, offsets, item, ts, completion)| {
+            let (s, us) = (per_user[u], &user_sessions[u]);
+            user.fill(d);
+            offsets.iter_mut().zip(&us.ends).for_each(|(o, &e)| *o = base + e);
+            let (mut null, mut estimated) = (0u64, 0u64);
+            for (k, &p) in us.events.iter().enumerate() {
+                let (t, tr) = s[p as usize];
+                item[k] = item_map[tr as usize];
+                ts[k] = t;
+                // Against the next play of the user in the sorted log (filtered plays were heard too).
+                let c = match s.get(p as usize + 1).filter(|n| n.0 - t <= gap) {
+                    Some(n) => {
+                        let known = duration[tr as usize];
+                        if known.is_none() && estimate.is_some() {
+                            estimated += 1;
+                        }
+                        known.or(estimate).map(|d| ((n.0 - t) as f32 / d).clamp(0.0, 1.0))
+                    }
+                    None => match cfg.completion.last_event {
+                        LastEvent::Null => None,
+                        LastEvent::Zero => Some(0.0),
+                        LastEvent::One => Some(1.0),
+                    },
+                };
+                null += u64::from(c.is_none());
+                completion[k] = c;
+            }
+            (null, estimated)
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    report.completion_null = null;
+    report.completion_estimated = estimated;
+    step(&mut report, "users >= min_user_sessions", n_events, users_raw.len(), items_raw.len(), n_sessions);
+    lap("sessions written");
+
     let items = items_raw
-        .iter()
-        .map(|&t| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s: table[t as usize] })
+        .par_iter()
+        .zip(item_duration)
+        .map(|(&t, duration_s)| Item { track: log.tracks[t as usize].clone(), plays: item_plays[t as usize], duration_s })
         .collect();
-    let mut user_sessions = vec![0u32; users_raw.len()];
-    out.user.iter().for_each(|&u| user_sessions[u as usize] += 1);
     let users = users_raw
         .iter()
-        .enumerate()
-        .map(|(d, &u)| User { id: log.users[u as usize].clone(), sessions: user_sessions[d], plays: user_plays[u as usize] })
+        .map(|&u| {
+            let us = &user_sessions[u as usize];
+            User { id: log.users[u as usize].clone(), sessions: us.ends.len() as u32, plays: us.events.len() as u64 }
+        })
         .collect();
-    lap("items");
+    lap("items and users");
     Dataset { items, users, sessions: out, report }
+}
+
+/// One user's sessions after steps 2–5, and the counts for the report.
+#[derive(Default)]
+struct UserSessions {
+    /// Events left after step 2.
+    kept: u32,
+    /// Sessions at the gap (step 3), before the length filter.
+    raw_sessions: u32,
+    /// Events left after step 4.
+    after_repeats: u32,
+    /// The kept sessions' events, as positions in the user's sorted events, session after session.
+    events: Vec<u32>,
+    /// Where each kept session ends in `events`.
+    ends: Vec<u32>,
+}
+
+/// The log's events bucketed by user, as (time, index in the log), users in index order and each
+/// user's events in log order; and each user's range (`bucket[u]..bucket[u + 1]`). Each thread
+/// fills the buckets of a range of users (about an equal share of the events).
+fn by_user(log: &Log) -> (Vec<(i64, u32)>, Vec<usize>) {
+    let n_users = log.users.len();
+    let mut bucket = vec![0usize; n_users + 1];
+    log.user.iter().for_each(|&u| bucket[u as usize + 1] += 1);
+    for u in 0..n_users {
+        bucket[u + 1] += bucket[u];
+    }
+    let total = log.user.len();
+    let mut order: Vec<(i64, u32)> = vec![(0, 0); total];
+    let pieces = rayon::current_num_threads().max(1);
+    let mut jobs = Vec::with_capacity(pieces);
+    let mut rest = &mut order[..];
+    let mut u0 = 0usize;
+    for k in 1..=pieces {
+        // Users up to the one holding the k-th share of the events.
+        let want = total * k / pieces;
+        let mut u1 = bucket.partition_point(|&b| b < want).clamp(u0, n_users);
+        if k == pieces {
+            u1 = n_users;
+        }
+        let (head, tail) = rest.split_at_mut(bucket[u1] - bucket[u0]);
+        rest = tail;
+        jobs.push((u0, u1, head));
+        u0 = u1;
+    }
+    jobs.into_par_iter().for_each(|(u0, u1, out)| {
+        if u0 == u1 {
+            return;
+        }
+        let mut at: Vec<usize> = bucket[u0..u1].iter().map(|&b| b - bucket[u0]).collect();
+        let range = u0 as u32..u1 as u32;
+        for (i, &u) in log.user.iter().enumerate() {
+            if range.contains(&u) {
+                let a = &mut at[(u - range.start) as usize];
+                out[*a] = (log.ts[i], i as u32);
+                *a += 1;
+            }
+        }
+    });
+    (order, bucket)
 }
 
 impl FilterReport {
@@ -493,6 +545,150 @@ mod tests {
         assert_eq!(d.sessions.completion, [Some(0.5), Some(1.0), Some(1.0)]);
         assert_eq!(d.report.completion_estimated, 1, "only a's ratio used the estimate");
         assert_eq!(d.items.iter().find(|i| i.track.id == "a").unwrap().duration_s, None, "the estimate is not stored as a duration");
+    }
+
+    /// Sessions as (user id, [(track id, time, completion)]), in output order.
+    type Plain = Vec<(String, Vec<(String, i64, Option<f32>)>)>;
+
+    /// The documented order, one step at a time over plain collections: what `build` must give.
+    fn reference(l: &Log, cfg: &DataConfig, durations: &Durations) -> (Plain, Vec<(String, u64, u64, u64, u64)>, u64, u64) {
+        use std::collections::{BTreeMap, HashSet};
+        let (f, gap) = (&cfg.filters, cfg.gap_seconds());
+        let distinct = |e: &[(u32, i64, u32)]| (e.iter().map(|x| x.0).collect::<HashSet<_>>().len() as u64, e.iter().map(|x| x.2).collect::<HashSet<_>>().len() as u64);
+        let mut steps = vec![("ingested".to_string(), l.ts.len() as u64, l.users.len() as u64, l.tracks.len() as u64, 0)];
+        // 0. Sort by (user, time, line); exact duplicates.
+        let mut raw: Vec<(u32, i64, usize, u32)> = (0..l.ts.len()).map(|i| (l.user[i], l.ts[i], i, l.track[i])).collect();
+        raw.sort();
+        let mut e0: Vec<(u32, i64, u32)> = Vec::new();
+        for (u, t, _, tr) in raw {
+            if !(f.drop_exact_duplicates && e0.last() == Some(&(u, t, tr))) {
+                e0.push((u, t, tr));
+            }
+        }
+        steps.push(("sorted, exact duplicates dropped".into(), e0.len() as u64, l.users.len() as u64, l.tracks.len() as u64, 0));
+        // Completion against the next play of the user in e0: (ratio, whether it used the estimate).
+        let estimate = cfg.completion.estimate_duration_s.map(|e| e as f32);
+        let completion = |i: usize| match e0.get(i + 1).filter(|n| n.0 == e0[i].0 && n.1 - e0[i].1 <= gap) {
+            Some(n) => {
+                let known = durations.get(&l.tracks[e0[i].2 as usize].id);
+                (known.or(estimate).map(|d| ((n.1 - e0[i].1) as f32 / d).clamp(0.0, 1.0)), known.is_none() && estimate.is_some())
+            }
+            None => (match cfg.completion.last_event {
+                LastEvent::Null => None,
+                LastEvent::Zero => Some(0.0),
+                LastEvent::One => Some(1.0),
+            }, false),
+        };
+        // 1. Users by streams.
+        let mut streams: BTreeMap<u32, u32> = BTreeMap::new();
+        e0.iter().for_each(|e| *streams.entry(e.0).or_default() += 1);
+        let i1: Vec<usize> = (0..e0.len()).filter(|&i| streams[&e0[i].0] >= f.min_user_streams).collect();
+        let sub = |ix: &[usize]| ix.iter().map(|&i| e0[i]).collect::<Vec<_>>();
+        let (u1, t1) = distinct(&sub(&i1));
+        steps.push(("users >= min_user_streams".into(), i1.len() as u64, u1, t1, 0));
+        // 2. Tracks by plays.
+        let mut plays: BTreeMap<u32, u32> = BTreeMap::new();
+        i1.iter().for_each(|&i| *plays.entry(e0[i].2).or_default() += 1);
+        let i2: Vec<usize> = i1.into_iter().filter(|&i| plays[&e0[i].2] >= f.min_track_plays).collect();
+        let (u2, t2) = distinct(&sub(&i2));
+        steps.push(("tracks >= min_track_plays".into(), i2.len() as u64, u2, t2, 0));
+        // 3. Sessions at gaps.
+        let mut sessions: Vec<Vec<usize>> = Vec::new();
+        for (k, &i) in i2.iter().enumerate() {
+            if k == 0 || e0[i2[k - 1]].0 != e0[i].0 || e0[i].1 - e0[i2[k - 1]].1 > gap {
+                sessions.push(Vec::new());
+            }
+            sessions.last_mut().unwrap().push(i);
+        }
+        steps.push(("sessions at the gap".into(), i2.len() as u64, u2, t2, sessions.len() as u64));
+        // 4. Repeats.
+        if f.drop_consecutive_repeats {
+            for s in &mut sessions {
+                s.dedup_by_key(|i| e0[*i].2);
+            }
+        }
+        let n4: usize = sessions.iter().map(|s| s.len()).sum();
+        steps.push(("consecutive repeats dropped".into(), n4 as u64, u2, t2, sessions.len() as u64));
+        // 5. Length.
+        sessions.retain(|s| s.len() >= f.min_session_len as usize);
+        if f.max_session_len > 0 {
+            sessions.iter_mut().for_each(|s| s.truncate(f.max_session_len as usize));
+        }
+        let all: Vec<usize> = sessions.concat();
+        let (u5, t5) = distinct(&sub(&all));
+        steps.push(("sessions >= min_session_len, truncated".into(), all.len() as u64, u5, t5, sessions.len() as u64));
+        // 6. Users by sessions.
+        let mut per_user: BTreeMap<u32, u32> = BTreeMap::new();
+        sessions.iter().for_each(|s| *per_user.entry(e0[s[0]].0).or_default() += 1);
+        sessions.retain(|s| per_user[&e0[s[0]].0] >= f.min_user_sessions);
+        let all: Vec<usize> = sessions.concat();
+        let (u6, t6) = distinct(&sub(&all));
+        steps.push(("users >= min_user_sessions".into(), all.len() as u64, u6, t6, sessions.len() as u64));
+        let null = all.iter().filter(|&&i| completion(i).0.is_none()).count() as u64;
+        let estimated = all.iter().filter(|&&i| completion(i).1).count() as u64;
+        sessions.sort_by(|a, b| (&l.users[e0[a[0]].0 as usize], e0[a[0]].1).cmp(&(&l.users[e0[b[0]].0 as usize], e0[b[0]].1)));
+        let plain = sessions.iter().map(|s| (l.users[e0[s[0]].0 as usize].clone(), s.iter().map(|&i| (l.tracks[e0[i].2 as usize].id.clone(), e0[i].1, completion(i).0)).collect())).collect();
+        (plain, steps, null, estimated)
+    }
+
+    /// Random logs (out of order, with duplicates, repeats and long gaps) under random settings:
+    /// `build` equals the one-step-at-a-time reference, and its catalog is in the documented order.
+    #[test]
+    fn build_equals_a_step_by_step_reference() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..60u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut rows: Vec<(String, i64, String)> = Vec::new();
+            for u in 0..rng.random_range(1..6) {
+                let mut t = 1_000_000i64;
+                for _ in 0..rng.random_range(0..80) {
+                    t += if rng.random_bool(0.1) { rng.random_range(1200..9000) } else { rng.random_range(0..400) };
+                    let tr = format!("t{}", rng.random_range(0..12));
+                    rows.push((format!("user{u}"), t, tr.clone()));
+                    if rng.random_bool(0.05) {
+                        rows.push((format!("user{u}"), t, tr)); // an exact duplicate
+                    }
+                }
+            }
+            // Shuffle a little: the file is not in time order.
+            for i in 0..rows.len() {
+                let j = rng.random_range(0..rows.len());
+                if rng.random_bool(0.3) {
+                    rows.swap(i, j);
+                }
+            }
+            let rows: Vec<(&str, i64, &str)> = rows.iter().map(|(u, t, tr)| (u.as_str(), *t, tr.as_str())).collect();
+            let l = log(&rows);
+            let mut cfg = DataConfig::default();
+            let f = &mut cfg.filters;
+            f.drop_exact_duplicates = rng.random_bool(0.7);
+            f.min_user_streams = rng.random_range(0..30);
+            f.min_track_plays = rng.random_range(0..5);
+            f.session_gap_minutes = [5.0, 10.0, 20.0][rng.random_range(0..3)];
+            f.drop_consecutive_repeats = rng.random_bool(0.7);
+            f.min_session_len = rng.random_range(0..4);
+            f.max_session_len = rng.random_range(0..6);
+            f.min_user_sessions = rng.random_range(0..4);
+            cfg.completion.estimate_duration_s = rng.random_bool(0.5).then_some(180.0);
+            cfg.completion.last_event = [LastEvent::Null, LastEvent::Zero, LastEvent::One][rng.random_range(0..3)];
+            let durs: Durations = (0..12).filter(|k| k % 2 == 0).map(|k| (format!("t{k}"), 60.0 + k as f32 * 20.0)).collect();
+            let d = build(&l, &cfg, &durs);
+            let (want, steps, null, estimated) = reference(&l, &cfg, &durs);
+            let got: Plain = (0..d.sessions.len())
+                .map(|s| (d.users[d.sessions.user[s] as usize].id.clone(), d.sessions.range(s).map(|i| (d.items[d.sessions.item[i] as usize].track.id.clone(), d.sessions.ts[i], d.sessions.completion[i])).collect()))
+                .collect();
+            assert_eq!(got, want, "seed {seed}");
+            assert_eq!(d.report.steps, steps, "seed {seed}");
+            assert_eq!((d.report.completion_null, d.report.completion_estimated), (null, estimated), "seed {seed}");
+            // Items by plays (counted in the sessions), descending, then id; users by id.
+            let mut plays: std::collections::BTreeMap<&str, u64> = Default::default();
+            want.iter().flat_map(|(_, s)| s).for_each(|(tr, _, _)| *plays.entry(tr.as_str()).or_default() += 1);
+            let mut items: Vec<(u64, &str)> = plays.iter().map(|(k, v)| (*v, *k)).collect();
+            items.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            assert_eq!(d.items.iter().map(|i| (i.plays, i.track.id.as_str())).collect::<Vec<_>>(), items, "seed {seed}");
+            assert!(d.users.windows(2).all(|w| w[0].id < w[1].id), "seed {seed}");
+            assert_eq!(d.users.iter().map(|u| u.sessions as usize).sum::<usize>(), d.sessions.len());
+        }
     }
 
     #[test]

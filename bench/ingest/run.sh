@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/ingest: encore ingest + sessionize + filters (the paper preset) against polars with the
-# same rules, on 2M- and 4M-row synthetic LastFM-1K TSVs, in one run. Prints wall time, peak RSS
-# (from /usr/bin/time -v) and the ratios. Usage: bench/ingest/run.sh [ROWS...] (default 2000000 4000000).
+# same rules, on 2M- and 4M-row synthetic LastFM-1K TSVs, in one run. Each side runs --reps times,
+# alternating, and the median wall time of each is compared (the machines are shared and noisy);
+# peak RSS (from /usr/bin/time -v) is the largest of the reps.
+# Usage: bench/ingest/run.sh [--reps N] [ROWS...] (default: --reps 3, rows 2000000 4000000).
 # Needs: a release build (built here if missing), python3 (a venv with polars is made idempotently).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +17,8 @@ if ! "$VENV/bin/python" -c "import polars" 2>/dev/null; then
   "$VENV/bin/pip" install -q polars
 fi
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+reps=3
+if [ "${1:-}" = --reps ]; then reps=$2; shift 2; fi
 ROWS=("${@:-2000000 4000000}")
 read -r -a ROWS <<< "${ROWS[*]}"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; polars $("$VENV/bin/python" -c 'import polars; print(polars.__version__)'); work dir $WORK"
@@ -26,6 +30,9 @@ measure() { # label, command... → "seconds rss_mib"
   rss=$(awk -F': ' '/Maximum resident set size/{printf "%.0f", $2/1024}' "$log")
   echo "$wall $rss"
 }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+maxof() { tr ' ' '\n' | grep . | sort -g | tail -1; }
+echo "each side $reps times, alternating; median wall time, largest peak RSS"
 printf "%-10s %-9s %10s %10s %12s %12s %8s %s\n" rows tsv_MiB encore_s polars_s encore_MiB polars_MiB ratio load
 for n in "${ROWS[@]}"; do
   users=$((n / 2800)); tracks=$((n / 10))
@@ -35,11 +42,18 @@ for n in "${ROWS[@]}"; do
   [ -f "$d/durations.tsv" ] || cut -f1,8 "$d/tracks.tsv" > "$d/durations.tsv"
   size=$(( $(stat -c %s "$d/listens.tsv") / 1048576 ))
   sync
-  read -r es er < <(measure "encore-$n" "$BIN" data prepare "$d/listens.tsv" --config "$ROOT/configs/data/paper.toml" --durations "$d/durations.tsv" --out "$WORK/out-encore-$n")
-  read -r ps pr < <(measure "polars-$n" "$VENV/bin/python" "$ROOT/bench/ingest/polars_prepare.py" "$d/listens.tsv" "$WORK/out-polars-$n.parquet")
+  ew=""; er=""; pw=""; pr=""
+  for rep in $(seq "$reps"); do
+    read -r s r < <(measure "encore-$n" "$BIN" data prepare "$d/listens.tsv" --config "$ROOT/configs/data/paper.toml" --durations "$d/durations.tsv" --out "$WORK/out-encore-$n")
+    ew="$ew $s"; er="$er $r"
+    read -r s r < <(measure "polars-$n" "$VENV/bin/python" "$ROOT/bench/ingest/polars_prepare.py" "$d/listens.tsv" "$WORK/out-polars-$n.parquet")
+    pw="$pw $s"; pr="$pr $r"
+  done
+  es=$(echo "$ew" | median); ps=$(echo "$pw" | median)
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   ratio=$(awk -v a="$es" -v b="$ps" 'BEGIN{printf "%.3f", a/b}')
-  printf "%-10s %-9s %10s %10s %12s %12s %8s %s\n" "$n" "$size" "$es" "$ps" "$er" "$pr" "$ratio" "$load"
+  printf "%-10s %-9s %10s %10s %12s %12s %8s %s\n" "$n" "$size" "$es" "$ps" "$(echo "$er" | maxof)" "$(echo "$pr" | maxof)" "$ratio" "$load"
+  echo "  encore s:$ew; polars s:$pw"
   grep -h "users >= min_user_sessions" "$WORK/time.encore-$n.log.out" "$WORK/time.encore-$n.log" 2>/dev/null | tail -1 | sed 's/^/  encore: /'
   tail -1 "$WORK/time.polars-$n.log.out" | sed 's/^/  /'
 done

@@ -145,17 +145,23 @@ fn hash_id(h: u64) -> String {
     s
 }
 
-/// Opens `path`, gunzipping when it starts with the gzip magic bytes.
+/// Opens `path`, gunzipping when it starts with the gzip magic bytes. The file is opened and
+/// read once (the magic bytes are put back in front), so a pipe (`<(zcat ...)`) works too.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
+    let f = File::open(path).map_err(|source| DataError::Io { file: path.to_path_buf(), source })?;
+    reader(f, path)
+}
+
+/// [`open`] for a file already open; `path` names it in errors.
+fn reader(mut f: File, path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
     let io = |source| DataError::Io { file: path.to_path_buf(), source };
-    let mut f = File::open(path).map_err(io)?;
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut f, &mut magic).map_err(io)?;
-    let f = File::open(path).map_err(io)?;
+    let r = std::io::Cursor::new(magic).take(n as u64).chain(f);
     Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, r))))
     } else {
-        Box::new(BufReader::with_capacity(1 << 20, f))
+        Box::new(BufReader::with_capacity(1 << 20, r))
     })
 }
 
@@ -179,6 +185,7 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
     let io = |source| DataError::Io { file: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let regular = file.metadata().map_err(io)?.is_file();
+    // (A pipe is opened once only: a second open could wait forever for a writer.)
     if regular && !is_gzip(path) {
         // SAFETY: the map is read-only and lives until the parse ends; its bytes are only read.
         // (A concurrent truncation of the file would raise SIGBUS, as for any mapped reader.)
@@ -194,7 +201,7 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
             return ingest_mapped(&map, path, opts, progress, CHUNK, &release);
         }
     }
-    ingest_chunked(open(path)?, path, opts, progress, CHUNK)
+    ingest_chunked(reader(file, path)?, path, opts, progress, CHUNK)
 }
 
 fn is_gzip(path: &Path) -> bool {
@@ -980,6 +987,39 @@ mod tests {
             assert!(e.starts_with("t:11: bad timestamp"), "chunk {chunk}: {e}");
             let e = ingest_mapped(&t, Path::new("t"), strict, &mut |_| {}, chunk, &|_, _| {}).unwrap_err().to_string();
             assert!(e.starts_with("t:11: bad timestamp"), "mapped, chunk {chunk}: {e}");
+        }
+    }
+
+    /// A regular file is mapped, a pipe is streamed (plain or gzip): the same log either way, and
+    /// no byte of a pipe is lost to the gzip check.
+    #[test]
+    fn files_and_pipes_give_the_same_log() {
+        use std::io::Write;
+        let mut t = Vec::new();
+        for i in 0..3000u32 {
+            t.extend_from_slice(format!("user_{}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist\t{}\tSong {i}\n", i / 700, i % 60, i % 7, if i % 3 == 0 { String::new() } else { format!("tm{}", i % 400) }).as_bytes());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&t).unwrap();
+        let gz = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let show = |l: &Log| format!("{:?} {:?} {:?} {:?} {:?} {:?}", l.users, l.tracks, l.user, l.ts, l.track, l.line);
+        let file = dir.path().join("log.tsv");
+        std::fs::write(&file, &t).unwrap();
+        let want = show(&ingest(&file, IngestOptions::default(), &mut |_| {}).unwrap());
+        assert!(want.starts_with("[\"user_0\""), "{}", &want[..40]);
+        for (name, bytes) in [("plain", &t), ("gzip", &gz)] {
+            let fifo = dir.path().join(name);
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let writer = {
+                let (fifo, bytes) = (fifo.clone(), bytes.clone());
+                std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(fifo).unwrap().write_all(&bytes).unwrap())
+            };
+            let got = ingest(&fifo, IngestOptions::default(), &mut |_| {}).unwrap();
+            writer.join().unwrap();
+            assert_eq!(show(&got), want, "{name} through a pipe");
         }
     }
 

@@ -334,8 +334,16 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
         user_sessions[u].events.iter().for_each(|&p| item_plays[per_user[u][p as usize].1 as usize] += 1);
     }
     users_raw.sort_unstable_by(|a, b| log.users[*a as usize].cmp(&log.users[*b as usize]));
-    let mut items_raw: Vec<u32> = (0..n_tracks as u32).filter(|&t| item_plays[t as usize] > 0).collect();
-    items_raw.par_sort_unstable_by(|a, b| item_plays[*b as usize].cmp(&item_plays[*a as usize]).then_with(|| log.tracks[*a as usize].id.cmp(&log.tracks[*b as usize].id)));
+    // Items by plays (descending), then id. The ids' first 8 bytes (zero-padded, big-endian)
+    // order all but a few ties without reading the strings; the rest compare the whole ids.
+    let prefix = |t: usize| {
+        let (b, mut k) = (log.tracks[t].id.as_bytes(), [0u8; 8]);
+        k[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+        u64::from_be_bytes(k)
+    };
+    let mut keyed: Vec<(u64, u64, u32)> = (0..n_tracks).filter(|&t| item_plays[t] > 0).map(|t| (u64::MAX - item_plays[t], prefix(t), t as u32)).collect();
+    keyed.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| log.tracks[a.2 as usize].id.cmp(&log.tracks[b.2 as usize].id)));
+    let items_raw: Vec<u32> = keyed.into_iter().map(|k| k.2).collect();
     let mut item_map = vec![u32::MAX; n_tracks];
     for (d, &t) in items_raw.iter().enumerate() {
         item_map[t as usize] = d as u32;
@@ -636,6 +644,8 @@ mod tests {
     #[test]
     fn build_equals_a_step_by_step_reference() {
         use rand::{Rng, SeedableRng};
+        // Short ids, and long ones that share their first 8 bytes (the catalog sort's prefix key).
+        let id = |k: u32| if k % 2 == 0 { format!("t{k}") } else { format!("track-id-{}", 11 - k) };
         for seed in 0..60u64 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut rows: Vec<(String, i64, String)> = Vec::new();
@@ -643,7 +653,7 @@ mod tests {
                 let mut t = 1_000_000i64;
                 for _ in 0..rng.random_range(0..80) {
                     t += if rng.random_bool(0.1) { rng.random_range(1200..9000) } else { rng.random_range(0..400) };
-                    let tr = format!("t{}", rng.random_range(0..12));
+                    let tr = id(rng.random_range(0..12));
                     rows.push((format!("user{u}"), t, tr.clone()));
                     if rng.random_bool(0.05) {
                         rows.push((format!("user{u}"), t, tr)); // an exact duplicate
@@ -671,7 +681,7 @@ mod tests {
             f.min_user_sessions = rng.random_range(0..4);
             cfg.completion.estimate_duration_s = rng.random_bool(0.5).then_some(180.0);
             cfg.completion.last_event = [LastEvent::Null, LastEvent::Zero, LastEvent::One][rng.random_range(0..3)];
-            let durs: Durations = (0..12).filter(|k| k % 2 == 0).map(|k| (format!("t{k}"), 60.0 + k as f32 * 20.0)).collect();
+            let durs: Durations = (0..12).filter(|k| k % 3 != 0).map(|k| (id(k), 60.0 + k as f32 * 20.0)).collect();
             let d = build(&l, &cfg, &durs);
             let (want, steps, null, estimated) = reference(&l, &cfg, &durs);
             let got: Plain = (0..d.sessions.len())

@@ -5,7 +5,7 @@
 //! `user` and whose second is not a timestamp) and skipped. `\r\n` endings are accepted. The
 //! parser splits bytes with `memchr` and decodes UTF-8 lossily only for rows that need it.
 use super::DataError;
-use super::FastMap;
+use super::{take_front, FastMap};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -365,15 +365,7 @@ impl Merger {
             let mut jobs = Vec::with_capacity(merged.len());
             for m in &merged {
                 let k = m.cols.user.len();
-                let (u, rest) = std::mem::take(&mut user).split_at_mut(k);
-                user = rest;
-                let (t, rest) = std::mem::take(&mut ts).split_at_mut(k);
-                ts = rest;
-                let (tr, rest) = std::mem::take(&mut track).split_at_mut(k);
-                track = rest;
-                let (l, rest) = std::mem::take(&mut line).split_at_mut(k);
-                line = rest;
-                jobs.push((m, u, t, tr, l));
+                jobs.push((m, take_front(&mut user, k), take_front(&mut ts, k), take_front(&mut track, k), take_front(&mut line, k)));
             }
             jobs.into_par_iter().for_each(|(m, u, t, tr, l)| m.write(u, t, tr, l));
         }

@@ -22,6 +22,14 @@ use std::path::PathBuf;
 /// deterministic; FxHash collided badly on MBIDs).
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
+/// Cuts the first `n` elements off `rest` and returns them: the pieces of a slice handed out in
+/// turn, one per parallel job.
+pub(crate) fn take_front<'a, T>(rest: &mut &'a mut [T], n: usize) -> &'a mut [T] {
+    let (head, tail) = std::mem::take(rest).split_at_mut(n);
+    *rest = tail;
+    head
+}
+
 /// What can go wrong in the data steps. Every variant names the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

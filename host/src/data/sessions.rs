@@ -12,6 +12,7 @@
 //! Then items are re-indexed densely (by plays, descending, then track id) and users by id.
 use super::config::{DataConfig, LastEvent};
 use super::ingest::{Key, Log, Track};
+use super::take_front;
 use super::DataError;
 use rayon::prelude::*;
 use std::path::Path;
@@ -218,9 +219,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
     let mut per_user: Vec<&mut [(i64, u32)]> = Vec::with_capacity(n_users);
     let mut rest = &mut order[..];
     for u in 0..n_users {
-        let (head, tail) = rest.split_at_mut(bucket[u + 1] - bucket[u]);
-        per_user.push(head);
-        rest = tail;
+        per_user.push(take_front(&mut rest, bucket[u + 1] - bucket[u]));
     }
     per_user.par_iter_mut().for_each(|s| {
         // Logs come newest first: reversed, a user's events are nearly sorted already.
@@ -367,17 +366,7 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
         for (d, &u) in users_raw.iter().enumerate() {
             let us = &user_sessions[u as usize];
             let (k, n) = (us.ends.len(), us.events.len());
-            let (a, r) = std::mem::take(&mut user).split_at_mut(k);
-            user = r;
-            let (b, r) = std::mem::take(&mut offsets).split_at_mut(k);
-            offsets = r;
-            let (c, r) = std::mem::take(&mut item).split_at_mut(n);
-            item = r;
-            let (e, r) = std::mem::take(&mut ts).split_at_mut(n);
-            ts = r;
-            let (g, r) = std::mem::take(&mut completion).split_at_mut(n);
-            completion = r;
-            jobs.push((d as u32, u as usize, base, a, b, c, e, g));
+            jobs.push((d as u32, u as usize, base, take_front(&mut user, k), take_front(&mut offsets, k), take_front(&mut item, n), take_front(&mut ts, n), take_front(&mut completion, n)));
             base += n as u32;
         }
     }
@@ -473,9 +462,7 @@ fn by_user(log: &Log) -> (Vec<(i64, u32)>, Vec<usize>) {
         if k == pieces {
             u1 = n_users;
         }
-        let (head, tail) = rest.split_at_mut(bucket[u1] - bucket[u0]);
-        rest = tail;
-        jobs.push((u0, u1, head));
+        jobs.push((u0, u1, take_front(&mut rest, bucket[u1] - bucket[u0])));
         u0 = u1;
     }
     jobs.into_par_iter().for_each(|(u0, u1, out)| {

@@ -10,7 +10,7 @@ fn main() {
         // SAFETY: the process is single-threaded at this point.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
-    keep_freed_memory();
+    encore::keep_freed_memory();
     let cli = encore::cli::Cli::parse();
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
@@ -23,24 +23,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-/// Tensors of a few MiB are allocated and freed many times a second in training and evaluation.
-/// glibc hands freed memory at the top of its heap back to the kernel past a small threshold, and
-/// the next allocation faults every page in again: a fifth of an evaluation's CPU time went to
-/// page faults. Keep up to 1 GiB of freed heap, and serve allocations of up to 32 MiB (the most
-/// glibc allows) from the heap rather than from fresh mappings; `MALLOC_*_` variables still win.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
-    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
-    unsafe {
-        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        }
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}

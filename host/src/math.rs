@@ -54,30 +54,41 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
-/// `dst (m × n) = [dst +] lhs (m × d) · rhsᵀ`, where `rhs` is `n × d`; everything row-major.
-pub fn matmul_nt(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, d: usize, accumulate: bool, par: gemm::Parallelism) {
-    assert!(dst.len() == m * n && lhs.len() == m * d && rhs.len() == n * d, "matmul_nt: shapes do not match the buffers");
+/// `dst (m × n) = [dst +] scale · op(lhs) · op(rhs)`, everything row-major, where `op(lhs)` is
+/// `m × k`: `lhs` itself, or the transpose of a `k × m` `lhs` when `lhs_t`; likewise `op(rhs)`
+/// is `k × n`: `rhs`, or the transpose of an `n × k` `rhs` when `rhs_t`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(dst: &mut [f32], lhs: &[f32], lhs_t: bool, rhs: &[f32], rhs_t: bool, (m, n, k): (usize, usize, usize), scale: f32, accumulate: bool, par: gemm::Parallelism) {
+    assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n, "matmul: shapes do not match the buffers");
     if m == 0 || n == 0 {
         return;
     }
-    if d == 0 {
+    if k == 0 {
         if !accumulate {
             dst.fill(0.0);
         }
         return;
     }
-    // SAFETY: the assert above keeps every index in bounds: dst (i, j) at i·n + j, lhs (i, c) at
-    // i·d + c, rhs (c, j) = rhs row j, column c, at j·d + c; the three slices do not overlap
-    // (`dst` is borrowed mutably).
+    // Element (i, c) of op(lhs) is at i·k + c, or c·m + i when transposed; (c, j) of op(rhs) at
+    // c·n + j, or j·k + c when transposed.
+    let (lhs_cs, lhs_rs) = if lhs_t { (m as isize, 1) } else { (1, k as isize) };
+    let (rhs_cs, rhs_rs) = if rhs_t { (k as isize, 1) } else { (1, n as isize) };
+    // SAFETY: the assert above keeps every index in bounds (see the layout just above); the
+    // three slices do not overlap (`dst` is borrowed mutably).
     unsafe {
         gemm::gemm(
-            m, n, d,
+            m, n, k,
             dst.as_mut_ptr(), 1, n as isize, accumulate,
-            lhs.as_ptr(), 1, d as isize,
-            rhs.as_ptr(), d as isize, 1,
-            1.0, 1.0, false, false, false, par,
+            lhs.as_ptr(), lhs_cs, lhs_rs,
+            rhs.as_ptr(), rhs_cs, rhs_rs,
+            1.0, scale, false, false, false, par,
         );
     }
+}
+
+/// `dst (m × n) = [dst +] lhs (m × d) · rhsᵀ`, where `rhs` is `n × d`; everything row-major.
+pub fn matmul_nt(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, d: usize, accumulate: bool, par: gemm::Parallelism) {
+    matmul(dst, lhs, false, rhs, true, (m, n, d), 1.0, accumulate, par);
 }
 
 #[cfg(test)]
@@ -110,6 +121,22 @@ mod tests {
         }
         assert!(ws < 3e-7 && wt < 3e-7, "largest errors: sigmoid {ws}, tanh {wt}");
         assert_eq!((sigmoid(-200.0), sigmoid(200.0), tanh(-200.0), tanh(200.0)), (exp_nonpositive(-200.0), 1.0, -1.0, 1.0));
+    }
+
+    #[test]
+    fn matmul_transposes_and_scales() {
+        let (m, n, k) = (4, 3, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect(); // m × k
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect(); // k × n
+        let t = |x: &[f32], r: usize, c: usize| (0..c * r).map(|i| x[(i % r) * c + i / r]).collect::<Vec<f32>>();
+        let want: Vec<f32> = (0..m * n).map(|i| 0.5 * (0..k).map(|c| a[i / n * k + c] * b[c * n + i % n]).sum::<f32>()).collect();
+        for (lt, rt) in [(false, false), (true, false), (false, true), (true, true)] {
+            let lhs = if lt { t(&a, m, k) } else { a.clone() };
+            let rhs = if rt { t(&b, k, n) } else { b.clone() };
+            let mut dst = vec![f32::NAN; m * n];
+            matmul(&mut dst, &lhs, lt, &rhs, rt, (m, n, k), 0.5, false, gemm::Parallelism::None);
+            assert_eq!(dst, want, "lhs_t {lt}, rhs_t {rt}");
+        }
     }
 
     #[test]

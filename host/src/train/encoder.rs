@@ -13,7 +13,7 @@
 //! config's seed and the epoch number, so a rerun on CPU gives identical metrics, and a run
 //! resumed from an epoch checkpoint continues exactly as if it had never stopped.
 use super::checkpoint::{self, Meta};
-use super::loss::{bce_sampled, cross_entropy, IGNORE};
+use super::loss::{bce_sampled, linear_cross_entropy, IGNORE};
 use super::optim::{AdamW, ParamsAdamW};
 use super::scoring::{evaluate, NativeSink, ValidMetric};
 use super::{LossKind, SequenceData, TrainConfig, TrainError};
@@ -248,14 +248,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             let table = model.item_table()?;
             let bias = model.item_bias()?;
             let loss = match t.loss {
-                LossKind::Ce => {
-                    let logits = h.matmul(&table.t()?)?;
-                    let logits = match &bias {
-                        Some(b) => logits.broadcast_add(b)?,
-                        None => logits,
-                    };
-                    cross_entropy(&logits, &batch.labels)?
-                }
+                LossKind::Ce => linear_cross_entropy(&h, &table, bias.as_ref(), &batch.labels)?,
                 LossKind::Bce => {
                     let negs: Vec<u32> = batch
                         .labels

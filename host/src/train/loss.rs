@@ -264,30 +264,18 @@ impl CustomOp3 for FusedLinearCrossEntropy {
         let up = grad_res.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         let par = gemm::Parallelism::Rayon(rayon::current_num_threads());
         let dev = h.device();
-        let dh = if h.track_op() {
-            // dL/dh = up · G · table
-            let mut dh = vec![0f32; rows * d];
-            matmul(&mut dh, &g, false, tv, false, (rows, d, classes), up, false, par);
-            Some(Tensor::from_vec(dh, (rows, d), dev)?)
-        } else {
-            None
+        // Each gradient only for an input that the graph tracks: `up · lhs · rhs` into `shape`.
+        let grad = |t: &Tensor, shape: (usize, usize), lhs: &[f32], lhs_t: bool, rhs: &[f32], k: usize| -> candle_core::Result<Option<Tensor>> {
+            if !t.track_op() {
+                return Ok(None);
+            }
+            let mut out = vec![0f32; shape.0 * shape.1];
+            matmul(&mut out, lhs, lhs_t, rhs, false, (shape.0, shape.1, k), up, false, par);
+            Ok(Some(Tensor::from_vec(out, t.shape(), dev)?))
         };
-        let dt = if table.track_op() {
-            // dL/dtable = up · Gᵀ · h
-            let mut dt = vec![0f32; classes * d];
-            matmul(&mut dt, &g, true, hv, false, (classes, d, rows), up, false, par);
-            Some(Tensor::from_vec(dt, (classes, d), dev)?)
-        } else {
-            None
-        };
-        let db = if bias.track_op() {
-            // dL/dbias = up · (column sums of G), as 1ᵀ · G
-            let mut db = vec![0f32; classes];
-            matmul(&mut db, &vec![1f32; rows], false, &g, false, (1, classes, rows), up, false, par);
-            Some(Tensor::from_vec(db, classes, dev)?)
-        } else {
-            None
-        };
+        let dh = grad(h, (rows, d), &g, false, tv, classes)?; // G · table
+        let dt = grad(table, (classes, d), &g, true, hv, rows)?; // Gᵀ · h
+        let db = grad(bias, (1, classes), &vec![1f32; rows], false, &g, rows)?; // column sums of G
         Ok((dh, dt, db))
     }
 }

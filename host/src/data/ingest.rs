@@ -8,7 +8,7 @@ use super::DataError;
 use super::{take_front, FastMap};
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
@@ -145,6 +145,9 @@ fn hash_id(h: u64) -> String {
     s
 }
 
+/// The first two bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Opens `path`, gunzipping when it starts with the gzip magic bytes. The file is opened and
 /// read once (the magic bytes are put back in front), so a pipe (`<(zcat ...)`) works too.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
@@ -158,7 +161,7 @@ fn reader(mut f: File, path: &Path) -> Result<Box<dyn BufRead + Send>, DataError
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut f, &mut magic).map_err(io)?;
     let r = std::io::Cursor::new(magic).take(n as u64).chain(f);
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+    Ok(if n == 2 && magic == GZIP_MAGIC {
         Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, r))))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, r))
@@ -183,10 +186,16 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// that cannot be mapped (a pipe), is streamed.
 pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
     let io = |source| DataError::Io { file: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io)?;
-    let regular = file.metadata().map_err(io)?.is_file();
-    // (A pipe is opened once only: a second open could wait forever for a writer.)
-    if regular && !is_gzip(path) {
+    let mut file = File::open(path).map_err(io)?;
+    // A regular file's first bytes are read and it is rewound; a pipe is opened and read once
+    // only (a second open could wait forever for a writer).
+    let plain = file.metadata().map_err(io)?.is_file() && {
+        let mut magic = [0u8; 2];
+        let n = read_up_to(&mut file, &mut magic).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        !(n == 2 && magic == GZIP_MAGIC)
+    };
+    if plain {
         // SAFETY: the map is read-only and lives until the parse ends; its bytes are only read.
         // (A concurrent truncation of the file would raise SIGBUS, as for any mapped reader.)
         if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
@@ -202,11 +211,6 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
         }
     }
     ingest_chunked(reader(file, path)?, path, opts, progress, CHUNK)
-}
-
-fn is_gzip(path: &Path) -> bool {
-    let mut magic = [0u8; 2];
-    File::open(path).and_then(|mut f| read_up_to(&mut f, &mut magic)).is_ok_and(|n| n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// Bytes per parse chunk: chunks end at a line break and are parsed in parallel, then merged in
@@ -330,10 +334,7 @@ impl Merger {
     /// written), which saves growing the columns while they fill.
     fn new(rows: usize) -> Self {
         let mut log = Log::default();
-        log.user.reserve(rows);
-        log.ts.reserve(rows);
-        log.track.reserve(rows);
-        log.line.reserve(rows);
+        log.reserve_events(rows);
         Self { log, users: FastMap::default(), tracks: TrackTable::default(), spare: Vec::new(), first: true }
     }
 
@@ -341,7 +342,7 @@ impl Merger {
     /// tracks in order, then writes their events into the columns in parallel.
     fn batch(&mut self, chunks: &[&[u8]], path: &Path, opts: IngestOptions) -> Result<(), DataError> {
         use rayon::prelude::*;
-        let first = std::mem::take(&mut self.first) ;
+        let first = std::mem::take(&mut self.first);
         let parsed: Vec<Chunk<'_>> = {
             let known = Known { users: &self.users, tracks: &self.tracks };
             let cols: Vec<Columns> = chunks.iter().map(|_| self.spare.pop().unwrap_or_default()).collect();
@@ -353,10 +354,7 @@ impl Merger {
         }
         let log = &mut self.log;
         let n: usize = merged.iter().map(|m| m.cols.user.len()).sum();
-        log.user.reserve(n);
-        log.ts.reserve(n);
-        log.track.reserve(n);
-        log.line.reserve(n);
+        log.reserve_events(n);
         let old = log.user.len();
         {
             // Each chunk's events go to their own stretch of the columns' spare capacity.
@@ -379,10 +377,7 @@ impl Merger {
         }
         for m in merged {
             let mut cols = m.cols;
-            cols.user.clear();
-            cols.ts.clear();
-            cols.track.clear();
-            cols.line.clear();
+            cols.clear();
             self.spare.push(cols);
         }
         Ok(())
@@ -606,13 +601,35 @@ struct Columns {
     line: Vec<u32>,
 }
 
+impl Columns {
+    fn reserve(&mut self, rows: usize) {
+        self.user.reserve(rows);
+        self.ts.reserve(rows);
+        self.track.reserve(rows);
+        self.line.reserve(rows);
+    }
+    fn clear(&mut self) {
+        self.user.clear();
+        self.ts.clear();
+        self.track.clear();
+        self.line.clear();
+    }
+}
+
+impl Log {
+    /// Room for `rows` more events in each column.
+    fn reserve_events(&mut self, rows: usize) {
+        self.user.reserve(rows);
+        self.ts.reserve(rows);
+        self.track.reserve(rows);
+        self.line.reserve(rows);
+    }
+}
+
 fn parse_chunk<'a>(data: &'a [u8], first: bool, opts: IngestOptions, known: Known<'_>, cols: Columns) -> Chunk<'a> {
     let mut c = Chunk { cols, ..Chunk::default() };
     let rows = data.len() / 96 + 16;
-    c.cols.user.reserve(rows);
-    c.cols.ts.reserve(rows);
-    c.cols.track.reserve(rows);
-    c.cols.line.reserve(rows);
+    c.cols.reserve(rows);
     let mut user_map: FastMap<Cow<'a, str>, u32> = FastMap::default();
     let mut track_map: TrackTable<Cow<'a, str>> = TrackTable::default();
     let mut last_user: Option<(&[u8], u32)> = None;

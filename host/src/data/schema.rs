@@ -59,8 +59,8 @@ pub fn write(path: &Path, cols: Vec<(&str, ArrayRef)>, extra: &[(&str, String)])
             DataType::List(item) => item.data_type().clone(),
             t => t.clone(),
         };
-        let unique = matches!(field.name().as_str(), "item" | "session" | "track_id" | "title" | "user_id") && !matches!(field.data_type(), DataType::List(_));
-        if unique || matches!(leaf, DataType::Int64 | DataType::Float32 | DataType::UInt64) {
+        let unique = matches!(field.name().as_str(), "item" | "session" | "line" | "track_id" | "title" | "user_id") && !matches!(field.data_type(), DataType::List(_));
+        if unique || matches!(leaf, DataType::Int64 | DataType::Float32) {
             let path = match field.data_type() {
                 DataType::List(item) => ColumnPath::new(vec![field.name().clone(), "list".into(), item.name().clone()]),
                 _ => ColumnPath::new(vec![field.name().clone()]),

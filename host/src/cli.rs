@@ -256,7 +256,18 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         data.valid.len(),
         data.test.len()
     );
-    let opts = TrainOptions { out_dir: Some(args.out.clone()), resume: args.resume, progress: !args.quiet };
+    let fusion = match &cfg.fusion {
+        Some(f) => {
+            let prepared = source.prepared.as_ref().with_context(|| format!("{}: [fusion] needs [data] prepared (a directory from `encore data prepare`), whose catalog the features match", args.config.display()))?;
+            let features = f.features.as_ref().map(|p| base.join(p)).unwrap_or_else(|| prepared.join("features"));
+            let catalog = train::fusion::catalog(prepared)?;
+            let spec = train::fusion::prepare(f, &features, &catalog, cfg.encoder.item_dim(), &runtime, &dirs, &device).with_context(|| format!("in {}", args.config.display()))?;
+            eprintln!("fusion: `{}` over {} ({} plan nodes)", f.plugin, if f.id { std::iter::once("id").chain(f.modalities.iter().map(String::as_str)).collect::<Vec<_>>().join(", ") } else { f.modalities.join(", ") }, spec.plan.nodes.len());
+            Some(spec)
+        }
+        None => None,
+    };
+    let opts = TrainOptions { out_dir: Some(args.out.clone()), resume: args.resume, progress: !args.quiet, fusion };
     let trained = train::train(&cfg, &data, &device, &opts)?;
     if trained.resumed_from > 0 {
         eprintln!("resumed after epoch {}", trained.resumed_from);

@@ -6,6 +6,7 @@ use crate::data::command::prepare_into;
 use crate::data::config::DataConfig;
 use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, MetricSuite, RankOptions, Scorer};
 use crate::models::EncoderConfig;
+use crate::train::FusionConfig;
 use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
 use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
 use anyhow::{bail, Context};
@@ -20,8 +21,8 @@ pub struct RunConfig {
     /// Where the listening log comes from and how it is prepared.
     #[serde(default)]
     pub data: RunData,
-    /// The encoders to train, each with its hyperparameters.
-    pub encoder: Vec<EncoderConfig>,
+    /// The encoders to train, each with its hyperparameters and, optionally, `[encoder.fusion]`.
+    pub encoder: Vec<RunEncoder>,
     /// Optimisation, shared by every encoder.
     #[serde(default)]
     pub train: TrainParams,
@@ -37,6 +38,37 @@ pub struct RunConfig {
     /// Feature extraction (`encore features extract --config`); not run by `encore run` yet.
     #[serde(default)]
     pub features: Option<crate::features::FeaturesConfig>,
+}
+
+/// One `[[encoder]]` of a run: the encoder's own keys (`kind = …`, its hyperparameters), and
+/// optionally a `fusion` table, so ID-only and content-aware models sit side by side.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunEncoder {
+    /// The encoder; its own keys are checked (unknown ones are errors).
+    #[serde(flatten)]
+    pub model: EncoderConfig,
+    /// Its fusion plugin and modalities; none: ID only.
+    #[serde(default)]
+    pub fusion: Option<FusionConfig>,
+    /// The name in the report and of its output directory; default: the encoder's name, with
+    /// `+plugin` when it fuses.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl RunEncoder {
+    /// Its name in the report.
+    pub fn name(&self) -> String {
+        match (&self.name, &self.fusion) {
+            (Some(n), _) => n.clone(),
+            (None, Some(f)) => format!("{}+{}", self.model.name(), f.plugin),
+            (None, None) => self.model.name().to_string(),
+        }
+    }
+    /// The training config it stands for, with the run's shared settings.
+    fn train_config(&self, cfg: &RunConfig) -> TrainConfig {
+        TrainConfig { data: None, encoder: self.model.clone(), train: cfg.train.clone(), eval: cfg.eval.clone(), fusion: self.fusion.clone() }
+    }
 }
 
 /// `[data]`: paths are relative to the run config's directory.
@@ -86,10 +118,21 @@ impl RunConfig {
         if cfg.encoder.is_empty() {
             bail!("{}: no [[encoder]] to train", path.display());
         }
+        for e in &mut cfg.encoder {
+            if let Some(f) = e.fusion.as_mut().and_then(|f| f.features.as_mut()) {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
+        let mut names: Vec<String> = Vec::new();
         for e in &cfg.encoder {
-            TrainConfig { data: None, encoder: e.clone(), train: cfg.train.clone(), eval: cfg.eval.clone() }
-                .check()
-                .with_context(|| format!("in {}", path.display()))?;
+            e.train_config(&cfg).check().with_context(|| format!("in {}", path.display()))?;
+            let name = e.name();
+            if names.contains(&name) {
+                bail!("{}: two [[encoder]] entries are both named `{name}`: give one a `name`", path.display());
+            }
+            names.push(name);
         }
         Ok(cfg)
     }
@@ -160,21 +203,36 @@ pub fn run(
         full_ranking(&Popularity { counts }, &users, &mut suite, opts)?;
         reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
     }
+    // Every fusion plan and its features are checked before the first encoder trains.
+    let mut fusions = Vec::new();
     for enc in &cfg.encoder {
-        let tc = TrainConfig { data: None, encoder: enc.clone(), train: cfg.train.clone(), eval: cfg.eval.clone() };
-        let dir = out.join(enc.name().to_lowercase());
-        eprintln!("training {} into {}", enc.name(), dir.display());
-        let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress })
-            .with_context(|| format!("training {} (config {})", enc.name(), config_path.display()))?;
+        fusions.push(match &enc.fusion {
+            Some(f) => {
+                let features = f.features.clone().unwrap_or_else(|| out.join("data").join("features"));
+                let catalog: Vec<String> = dataset.items.iter().map(|i| i.track.id.clone()).collect();
+                let spec = train::fusion::prepare(f, &features, &catalog, enc.model.item_dim(), &runtime, &dirs, device)
+                    .with_context(|| format!("[[encoder]] `{}` in {}", enc.name(), config_path.display()))?;
+                Some(spec)
+            }
+            None => None,
+        });
+    }
+    for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
+        let name = enc.name();
+        let tc = enc.train_config(cfg);
+        let dir = out.join(name.to_lowercase().replace('+', "-"));
+        eprintln!("training {name} into {}", dir.display());
+        let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress, fusion })
+            .with_context(|| format!("training {name} (config {})", config_path.display()))?;
         if let Some((v, e)) = trained.best {
-            eprintln!("{}: best validation {} {v:.4} at epoch {e} of {}", enc.name(), cfg.train.valid_metric, trained.epochs);
+            eprintln!("{name}: best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
         }
         let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
         train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, device)?;
         let report = suite.finish(bootstrap)?;
         report.write_parquet(&dir.join("test_metrics.parquet"))?;
         train::export::item_embeddings(trained.model.as_ref(), &dir.join("item_embeddings"))?;
-        reports.push((enc.name().to_string(), report));
+        reports.push((name, report));
     }
     write_results(&out.join("results.parquet"), &reports)?;
     Ok(reports)

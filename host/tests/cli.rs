@@ -17,7 +17,7 @@ fn sample() -> std::path::PathBuf {
 fn plugin_list_shows_every_plugin_and_the_refused_one() {
     let (ok, out, err) = run(common::encore().args(["plugin", "list"]));
     assert!(ok, "{err}");
-    for name in ["recall", "ndcg", "mrr", "hit", "precision", "map", "coverage", "concat", "weighted-sum", "cross-attention", "film"] {
+    for name in ["recall", "ndcg", "mrr", "hit", "precision", "map", "coverage", "concat", "weighted-sum", "cross-attention", "film", "gated"] {
         let line = out.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing:\n{out}"));
         assert!(line.contains("0.1.0"), "{line}");
     }
@@ -26,7 +26,7 @@ fn plugin_list_shows_every_plugin_and_the_refused_one() {
 
 #[test]
 fn plugin_check_exercises_every_built_in_plugin() {
-    for name in ["recall", "ndcg", "mrr", "hit", "precision", "map", "coverage", "concat", "weighted_sum", "cross_attention", "film"] {
+    for name in ["recall", "ndcg", "mrr", "hit", "precision", "map", "coverage", "concat", "weighted_sum", "cross_attention", "film", "gated"] {
         let (ok, out, err) = run(common::encore().args(["plugin", "check"]).arg(common::plugin_file(name)));
         assert!(ok && out.starts_with("ok: "), "{name}: {out}{err}");
     }

@@ -47,6 +47,7 @@ fn config(encoder: EncoderConfig, epochs: usize) -> TrainConfig {
         encoder,
         train: TrainParams { epochs, batch_size: 32, lr: 5e-3, seed: 7, valid_metric: "recall@10".into(), patience: 50, ..Default::default() },
         eval: EvalParams { mask_history: false, ..Default::default() },
+        fusion: None,
     }
 }
 
@@ -74,7 +75,7 @@ fn popularity_recall10(data: &SequenceData) -> f64 {
 fn gradients_reach_every_trainable_tensor() {
     for enc in [sasrec(), bert4rec(), gru4rec()] {
         let mut params = Params::new(1, &Device::Cpu);
-        let model = enc.build(N_ITEMS, &mut params).unwrap();
+        let model = enc.build(N_ITEMS, &mut params, None).unwrap();
         let seqs: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![7, 8, 9], vec![10, 11, 12, 13, 14, 15, 16, 17]];
         let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
         let (mut ids, lens) = encore::models::pad_batch(&refs, 10, model.pad(), &Device::Cpu).unwrap();
@@ -87,7 +88,8 @@ fn gradients_reach_every_trainable_tensor() {
             ids = Tensor::new(v, &Device::Cpu).unwrap();
         }
         let ctx = TrainCtx::new(3);
-        let hidden = model.forward(&ids, &lens, Some(&ctx)).unwrap();
+        let table = model.embedding_table(Some(&ctx)).unwrap();
+        let hidden = model.forward(&table, &ids, &lens, Some(&ctx)).unwrap();
         let (b, l, d) = hidden.dims3().unwrap();
         let mut logits = hidden.reshape((b * l, d)).unwrap().matmul(&model.item_table().unwrap().t().unwrap()).unwrap();
         if let Some(bias) = model.item_bias().unwrap() {
@@ -112,12 +114,13 @@ fn the_last_position_shortcut_equals_the_full_forward() {
     let two_grus = EncoderConfig::Gru4Rec(Gru4RecConfig { embedding_size: 16, hidden_size: 24, num_layers: 2, max_len: 10, ..Default::default() });
     for enc in [sasrec(), bert4rec(), gru4rec(), two_grus] {
         let mut params = Params::new(5, &Device::Cpu);
-        let model = enc.build(N_ITEMS, &mut params).unwrap();
+        let model = enc.build(N_ITEMS, &mut params, None).unwrap();
         let seqs: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![7], vec![10, 11, 12, 13, 14, 15, 16, 17, 18, 19], vec![20, 21, 22]];
         let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
         let (ids, lens) = encore::models::pad_batch(&refs, 10, model.pad(), &Device::Cpu).unwrap();
-        let full = encore::models::gather_last(&model.forward(&ids, &lens, None).unwrap(), &lens).unwrap();
-        let last = model.forward_last(&ids, &lens).unwrap();
+        let table = model.embedding_table(None).unwrap();
+        let full = encore::models::gather_last(&model.forward(&table, &ids, &lens, None).unwrap(), &lens).unwrap();
+        let last = model.forward_last(&table, &ids, &lens).unwrap();
         assert_eq!(full.dims(), last.dims());
         let diff = (full - &last).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = last.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -168,7 +171,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     let data = pattern_data(120, 10, 3);
     let dir = tempfile::tempdir().unwrap();
     let straight = train::train(&config(sasrec(), 4), &data, &Device::Cpu, &TrainOptions::default()).unwrap();
-    let opts = TrainOptions { out_dir: Some(dir.path().to_path_buf()), resume: true, progress: false };
+    let opts = TrainOptions { out_dir: Some(dir.path().to_path_buf()), resume: true, progress: false, fusion: None };
     let first = train::train(&config(sasrec(), 2), &data, &Device::Cpu, &opts).unwrap();
     assert_eq!(first.resumed_from, 0);
     let resumed = train::train(&config(sasrec(), 4), &data, &Device::Cpu, &opts).unwrap();
@@ -184,7 +187,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
 fn a_corrupt_or_mismatched_checkpoint_is_refused() {
     let data = pattern_data(60, 8, 4);
     let dir = tempfile::tempdir().unwrap();
-    let opts = TrainOptions { out_dir: Some(dir.path().to_path_buf()), resume: true, progress: false };
+    let opts = TrainOptions { out_dir: Some(dir.path().to_path_buf()), resume: true, progress: false, fusion: None };
     train::train(&config(sasrec(), 1), &data, &Device::Cpu, &opts).unwrap();
 
     // Another hidden size: refused, naming the key.

@@ -30,8 +30,9 @@ mod params;
 
 pub use params::{Params, Value};
 
-/// The version of the `encore:plugin` WIT package this SDK builds plugins against.
-pub const API_VERSION: &str = "0.1.0";
+/// The version of the `encore:plugin` WIT package this SDK builds plugins against, read at build
+/// time from the package declaration in `wit/encore-plugin.wit` (the one place it is written).
+pub const API_VERSION: &str = env!("ENCORE_PLUGIN_API");
 
 /// What a plugin returns when it cannot do what was asked. The host reports it with the plugin's name.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,3 +91,24 @@ pub mod __rt {
 }
 
 include!(concat!(env!("OUT_DIR"), "/macros.rs"));
+
+#[cfg(test)]
+mod version_tests {
+    /// Every WIT file of the package declares the version the SDK builds against (the host's test
+    /// checks its own constant against the same files).
+    #[test]
+    fn every_wit_file_declares_the_sdk_api_version() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wit") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let want = format!("package encore:plugin@{};", super::API_VERSION);
+                assert!(text.lines().any(|l| l.trim() == want), "{} does not declare `{want}`", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5);
+    }
+}

@@ -11,7 +11,7 @@
 //! sequences shorter than the maximum when it appends the mask; here the most recent
 //! `max_len - 1` items are always kept.
 use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Linear, Params, TrainCtx, TransformerEncoder, TransformerSpec};
-use super::{Objective, Result, SeqEncoder};
+use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +75,7 @@ impl Default for Bert4RecConfig {
 
 /// The BERT4Rec encoder.
 pub struct Bert4Rec {
-    items: Tensor,
+    items: ItemTable,
     pos: Tensor,
     norm: LayerNorm,
     encoder: TransformerEncoder,
@@ -88,8 +88,9 @@ pub struct Bert4Rec {
 
 impl Bert4Rec {
     /// Fresh weights; the item table has `n_items + 2` rows: the catalog, the mask token
-    /// (`n_items`) and padding (`n_items + 1`, zero).
-    pub fn new(cfg: Bert4RecConfig, n_items: usize, p: &mut Params) -> Result<Self> {
+    /// (`n_items`) and padding (`n_items + 1`, zero). With `fusion`, the catalog rows are the
+    /// fusion plan's output.
+    pub fn new(cfg: Bert4RecConfig, n_items: usize, p: &mut Params, fusion: Option<&FusionSpec>) -> Result<Self> {
         if cfg.max_len < 2 {
             return Err(super::ModelError::Config("BERT4Rec needs max_len ≥ 2 (history + mask)".into()));
         }
@@ -118,6 +119,7 @@ impl Bert4Rec {
         let output_ffn = Linear::normal(p, "output_ffn", cfg.hidden_size, cfg.hidden_size, std)?;
         let output_ln = LayerNorm::new(p, "output_ln", cfg.hidden_size, cfg.layer_norm_eps)?;
         let output_bias = p.var("output_bias", &[n_items], Init::Zeros)?;
+        let items = ItemTable::new(items, n_items, fusion, p)?;
         Ok(Bert4Rec { items, pos, norm, encoder, output_ffn, output_ln, output_bias, cfg, n_items })
     }
 
@@ -127,8 +129,8 @@ impl Bert4Rec {
     }
 
     /// The encoder's input (item + position embeddings, normalised) and its bidirectional mask.
-    fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let x = embed_with_positions(&self.items, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
         Ok((x, attention_mask(lens, ids.dim(1)?, false, ids.device())?))
     }
 
@@ -151,16 +153,16 @@ impl SeqEncoder for Bert4Rec {
     fn max_len(&self) -> usize {
         self.cfg.max_len
     }
-    fn forward(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (x, mask) = self.input(ids, lens, ctx)?;
+    fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        self.items.rows(ctx)
+    }
+    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, ctx)?;
         self.head(&self.encoder.forward(&x, &mask, ctx)?)
     }
-    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        let (x, mask) = self.input(ids, lens, None)?;
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, None)?;
         self.head(&self.encoder.forward_last(&x, &mask, lens)?)
-    }
-    fn item_table(&self) -> Result<Tensor> {
-        Ok(self.items.narrow(0, 0, self.n_items)?)
     }
     fn item_bias(&self) -> Result<Option<Tensor>> {
         Ok(Some(self.output_bias.clone()))
@@ -179,6 +181,6 @@ mod tests {
         assert!(toml::from_str::<Bert4RecConfig>("mask_copy = 2").is_err(), "unknown keys are refused");
         let mut p = Params::new(1, &candle_core::Device::Cpu);
         let zero = Bert4RecConfig { mask_copies: 0, ..Default::default() };
-        assert!(Bert4Rec::new(zero, 10, &mut p).is_err());
+        assert!(Bert4Rec::new(zero, 10, &mut p, None).is_err());
     }
 }

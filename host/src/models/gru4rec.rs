@@ -6,7 +6,7 @@
 //! initialisation follow RecBole 1.2.1 (`gru4rec.py`): embedding (Xavier normal), embedding
 //! dropout, a bias-free GRU (Xavier uniform), and a dense layer (PyTorch's default init).
 use super::layers::{dropout, embed, Gru, Init, Linear, Params, TrainCtx};
-use super::{Objective, Result, SeqEncoder};
+use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ impl Default for Gru4RecConfig {
 
 /// The GRU4Rec encoder.
 pub struct Gru4Rec {
-    items: Tensor,
+    items: ItemTable,
     grus: Vec<Gru>,
     dense: Linear,
     cfg: Gru4RecConfig,
@@ -42,8 +42,9 @@ pub struct Gru4Rec {
 }
 
 impl Gru4Rec {
-    /// Fresh weights; the item table has `n_items + 1` rows, the last one padding (zero).
-    pub fn new(cfg: Gru4RecConfig, n_items: usize, p: &mut Params) -> Result<Self> {
+    /// Fresh weights; the item table has `n_items + 1` rows, the last one padding (zero). With
+    /// `fusion`, the catalog rows are the fusion plan's output.
+    pub fn new(cfg: Gru4RecConfig, n_items: usize, p: &mut Params, fusion: Option<&FusionSpec>) -> Result<Self> {
         if cfg.num_layers == 0 {
             return Err(super::ModelError::Config("GRU4Rec needs num_layers ≥ 1".into()));
         }
@@ -53,6 +54,7 @@ impl Gru4Rec {
             .map(|i| Gru::new(p, "gru_layers", if i == 0 { cfg.embedding_size } else { cfg.hidden_size }, cfg.hidden_size, i))
             .collect::<Result<Vec<_>>>()?;
         let dense = Linear::torch_default(p, "dense", cfg.hidden_size, cfg.embedding_size)?;
+        let items = ItemTable::new(items, n_items, fusion, p)?;
         Ok(Gru4Rec { items, grus, dense, cfg, n_items })
     }
 }
@@ -70,23 +72,23 @@ impl SeqEncoder for Gru4Rec {
     fn max_len(&self) -> usize {
         self.cfg.max_len
     }
-    fn forward(&self, ids: &Tensor, _lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+    fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        self.items.rows(ctx)
+    }
+    fn forward(&self, table: &Tensor, ids: &Tensor, _lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
         // Padding sits after each sequence's end, so a real position's state never depends on it.
-        let mut h = dropout(&embed(&self.items, ids)?, self.cfg.dropout_prob, ctx)?;
+        let mut h = dropout(&embed(table, ids)?, self.cfg.dropout_prob, ctx)?;
         for gru in &self.grus {
             h = gru.forward(&h)?;
         }
         self.dense.forward(&h)
     }
-    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
         let (last, rest) = self.grus.split_last().ok_or_else(|| super::ModelError::Config("GRU4Rec needs num_layers ≥ 1".into()))?;
-        let mut h = embed(&self.items, ids)?;
+        let mut h = embed(table, ids)?;
         for gru in rest {
             h = gru.forward(&h)?;
         }
         self.dense.forward(&last.last_state(&h, lens)?)
-    }
-    fn item_table(&self) -> Result<Tensor> {
-        Ok(self.items.narrow(0, 0, self.n_items)?)
     }
 }

@@ -166,9 +166,14 @@ impl Linear {
 
     /// PyTorch's default `nn.Linear` initialisation: weight and bias Uniform(±1/sqrt(in)).
     pub fn torch_default(p: &mut Params, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
+        Self::torch_default_bias(p, name, d_in, d_out, true)
+    }
+
+    /// [`torch_default`](Self::torch_default), with or without a bias.
+    pub fn torch_default_bias(p: &mut Params, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let b = 1.0 / (d_in as f64).sqrt();
         let weight = p.var(&format!("{name}.weight"), &[d_out, d_in], Init::Uniform(b))?;
-        let bias = Some(p.var(&format!("{name}.bias"), &[d_out], Init::Uniform(b))?);
+        let bias = if bias { Some(p.var(&format!("{name}.bias"), &[d_out], Init::Uniform(b))?) } else { None };
         Ok(Linear { weight, bias })
     }
 

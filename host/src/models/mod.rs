@@ -10,14 +10,17 @@
 //! (candle 0.11 drops their gradients silently). A test checks that every trainable tensor gets
 //! a gradient.
 pub mod bert4rec;
+pub mod fusion_plan;
 pub mod gguf_tokenizer;
 pub mod gru4rec;
+pub mod item_table;
 pub mod layers;
 pub mod llama_gguf;
 pub mod sasrec;
 
 pub use bert4rec::{Bert4Rec, Bert4RecConfig};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
+pub use item_table::{FusionSpec, ItemTable};
 pub use layers::{Params, TrainCtx};
 pub use sasrec::{SasRec, SasRecConfig};
 
@@ -67,12 +70,21 @@ impl EncoderConfig {
             EncoderConfig::Gru4Rec(c) => c.max_len,
         }
     }
-    /// Builds the encoder with fresh weights drawn from `params`.
-    pub fn build(&self, n_items: usize, params: &mut Params) -> Result<Box<dyn SeqEncoder>> {
+    /// The width of its item table (what a fusion plan must produce).
+    pub fn item_dim(&self) -> usize {
+        match self {
+            EncoderConfig::SasRec(c) => c.hidden_size,
+            EncoderConfig::Bert4Rec(c) => c.hidden_size,
+            EncoderConfig::Gru4Rec(c) => c.embedding_size,
+        }
+    }
+    /// Builds the encoder with fresh weights drawn from `params`; with `fusion`, its catalog
+    /// rows are the fusion plan's output.
+    pub fn build(&self, n_items: usize, params: &mut Params, fusion: Option<&FusionSpec>) -> Result<Box<dyn SeqEncoder>> {
         Ok(match self {
-            EncoderConfig::SasRec(c) => Box::new(SasRec::new(c.clone(), n_items, params)?),
-            EncoderConfig::Bert4Rec(c) => Box::new(Bert4Rec::new(c.clone(), n_items, params)?),
-            EncoderConfig::Gru4Rec(c) => Box::new(Gru4Rec::new(c.clone(), n_items, params)?),
+            EncoderConfig::SasRec(c) => Box::new(SasRec::new(c.clone(), n_items, params, fusion)?),
+            EncoderConfig::Bert4Rec(c) => Box::new(Bert4Rec::new(c.clone(), n_items, params, fusion)?),
+            EncoderConfig::Gru4Rec(c) => Box::new(Gru4Rec::new(c.clone(), n_items, params, fusion)?),
         })
     }
 }
@@ -90,6 +102,10 @@ pub enum Objective {
 }
 
 /// What the training loop and the scorers need from an encoder.
+///
+/// The item table is an argument: a step computes it once ([`embedding_table`](Self::embedding_table),
+/// which runs the fusion plan when there is one) and hands it to the forward pass, and the
+/// scorers compute it once per evaluation.
 pub trait SeqEncoder: Send + Sync {
     /// Catalog size (scored items).
     fn n_items(&self) -> usize;
@@ -97,10 +113,17 @@ pub trait SeqEncoder: Send + Sync {
     fn pad(&self) -> u32;
     /// How it is trained.
     fn objective(&self) -> Objective;
-    /// Hidden states `B × L × d` for item indices `B × L` (u32) and the true lengths.
-    fn forward(&self, items: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor>;
-    /// The item vectors that hidden states are scored against, `n_items × d`.
-    fn item_table(&self) -> Result<Tensor>;
+    /// Every row of the input table (the catalog, then padding and other special tokens), with
+    /// dropout inside a fusion plan only when `ctx` is given.
+    fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor>;
+    /// Hidden states `B × L × d` for item indices `B × L` (u32) and the true lengths, reading
+    /// items from `table` (from [`embedding_table`](Self::embedding_table)).
+    fn forward(&self, table: &Tensor, items: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor>;
+    /// The item vectors that hidden states are scored against, `n_items × d`: the catalog rows
+    /// of the input table.
+    fn item_table(&self) -> Result<Tensor> {
+        Ok(self.embedding_table(None)?.narrow(0, 0, self.n_items())?)
+    }
     /// A per-item score offset (`n_items`), added to `hidden · item_table()ᵀ`; none by default.
     fn item_bias(&self) -> Result<Option<Tensor>> {
         Ok(None)
@@ -110,11 +133,11 @@ pub trait SeqEncoder: Send + Sync {
     /// The hidden state at position `lens[i] - 1` of each row, `B × d`: what a user vector reads.
     /// The default runs [`forward`](Self::forward) and gathers; the transformers override it to
     /// run their last layer at those positions only (the same values, to rounding).
-    fn forward_last(&self, items: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        gather_last(&self.forward(items, lens, None)?, lens)
+    fn forward_last(&self, table: &Tensor, items: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        gather_last(&self.forward(table, items, lens, None)?, lens)
     }
     /// User representations `U × d` for histories (at most `max_len` used, the most recent).
-    fn user_vectors(&self, histories: &[&[u32]], device: &Device) -> Result<Tensor> {
+    fn user_vectors(&self, table: &Tensor, histories: &[&[u32]], device: &Device) -> Result<Tensor> {
         let max_len = self.max_len();
         let (input, lens) = match self.objective() {
             // BERT4Rec appends the mask token and reads its output.
@@ -132,7 +155,7 @@ pub trait SeqEncoder: Send + Sync {
             }
             Objective::NextItem => pad_batch(histories, max_len, self.pad(), device)?,
         };
-        self.forward_last(&input, &lens)
+        self.forward_last(table, &input, &lens)
     }
 }
 

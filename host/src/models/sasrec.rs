@@ -5,7 +5,7 @@
 //! initialisation follow RecBole 1.2.1 (`sasrec.py`): embedding + position, LayerNorm, dropout,
 //! post-norm transformer layers, weights Normal(0, 0.02), LayerNorm (1, 0), biases 0.
 use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
-use super::{Objective, Result, SeqEncoder};
+use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,7 @@ impl Default for SasRecConfig {
 
 /// The SASRec encoder.
 pub struct SasRec {
-    items: Tensor,
+    items: ItemTable,
     pos: Tensor,
     norm: LayerNorm,
     encoder: TransformerEncoder,
@@ -60,8 +60,9 @@ pub struct SasRec {
 }
 
 impl SasRec {
-    /// Fresh weights; the item table has `n_items + 1` rows, the last one padding (zero).
-    pub fn new(cfg: SasRecConfig, n_items: usize, p: &mut Params) -> Result<Self> {
+    /// Fresh weights; the item table has `n_items + 1` rows, the last one padding (zero). With
+    /// `fusion`, the catalog rows are the fusion plan's output.
+    pub fn new(cfg: SasRecConfig, n_items: usize, p: &mut Params, fusion: Option<&FusionSpec>) -> Result<Self> {
         let std = cfg.initializer_range;
         let items = p.var("item_embedding.weight", &[n_items + 1, cfg.hidden_size], Init::Normal(std))?;
         p.zero_row("item_embedding.weight", n_items)?;
@@ -78,12 +79,13 @@ impl SasRec {
             init_std: std,
         };
         let encoder = TransformerEncoder::new(p, "trm_encoder", &spec)?;
+        let items = ItemTable::new(items, n_items, fusion, p)?;
         Ok(SasRec { items, pos, norm, encoder, cfg, n_items })
     }
 
     /// The encoder's input (item + position embeddings, normalised) and its causal mask.
-    fn input(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let x = embed_with_positions(&self.items, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
         Ok((x, attention_mask(lens, ids.dim(1)?, true, ids.device())?))
     }
 }
@@ -101,15 +103,15 @@ impl SeqEncoder for SasRec {
     fn max_len(&self) -> usize {
         self.cfg.max_len
     }
-    fn forward(&self, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (x, mask) = self.input(ids, lens, ctx)?;
+    fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        self.items.rows(ctx)
+    }
+    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, ctx)?;
         self.encoder.forward(&x, &mask, ctx)
     }
-    fn forward_last(&self, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        let (x, mask) = self.input(ids, lens, None)?;
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, None)?;
         self.encoder.forward_last(&x, &mask, lens)
-    }
-    fn item_table(&self) -> Result<Tensor> {
-        Ok(self.items.narrow(0, 0, self.n_items)?)
     }
 }

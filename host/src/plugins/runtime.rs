@@ -28,12 +28,13 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::{Config, Engine, Store, StoreContextMut};
 
-/// The `encore:plugin` API version this host implements.
-pub const API_VERSION: &str = "0.1.0";
+/// The `encore:plugin` API version this host implements: `wit/encore-plugin.wit`'s package
+/// version, read at build time (host/build.rs), so no copy of it can drift.
+pub const API_VERSION: &str = env!("ENCORE_PLUGIN_API");
 /// wasmtime's version, part of the compilation cache key (the crate is pinned in Cargo.toml).
 const WASMTIME_VERSION: &str = "48.0.8";
-const HOST_INTERFACE: &str = "encore:plugin/host@0.1.0";
-const HOST_MODELS_INTERFACE: &str = "encore:plugin/host-models@0.1.0";
+const HOST_INTERFACE: &str = concat!("encore:plugin/host@", env!("ENCORE_PLUGIN_API"));
+const HOST_MODELS_INTERFACE: &str = concat!("encore:plugin/host-models@", env!("ENCORE_PLUGIN_API"));
 
 /// Sandbox limits and grants, from the `[sandbox]` table of a config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -35,6 +35,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// The fusion plan and modality vectors, prepared by [`super::fusion::prepare`] when the
+    /// config has `[fusion]`.
+    pub fusion: Option<crate::models::FusionSpec>,
 }
 
 /// A trained encoder with its best weights loaded, and the run's record.
@@ -156,8 +159,11 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     let t = &cfg.train;
     let metric = ValidMetric::parse(&t.valid_metric)?;
     let n_items = data.n_items;
+    if cfg.fusion.is_some() != opts.fusion.is_some() {
+        return Err(TrainError::Config("the config's [fusion] and the prepared fusion inputs must come together (see train::fusion::prepare)".into()));
+    }
     let mut params = Params::new(t.seed, device);
-    let model = cfg.encoder.build(n_items, &mut params)?;
+    let model = cfg.encoder.build(n_items, &mut params, opts.fusion.as_ref())?;
     let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
     let all_windows = windows(&data.train, model.objective(), model.max_len());
     if all_windows.is_empty() {
@@ -241,11 +247,13 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             if batch.labels.is_empty() {
                 continue;
             }
-            let hidden = model.forward(&batch.ids, &batch.lens, Some(&ctx))?;
+            // The item table once per step (a fusion plan runs here), at the input and for scoring.
+            let all_rows = model.embedding_table(Some(&ctx))?;
+            let hidden = model.forward(&all_rows, &batch.ids, &batch.lens, Some(&ctx))?;
             let (b, l, d) = hidden.dims3()?;
             let rows = Tensor::from_vec(batch.rows.clone(), batch.rows.len(), device)?;
             let h = hidden.reshape((b * l, d))?.index_select(&rows, 0)?;
-            let table = model.item_table()?;
+            let table = all_rows.narrow(0, 0, n_items)?;
             let bias = model.item_bias()?;
             let loss = match t.loss {
                 LossKind::Ce => linear_cross_entropy(&h, &table, bias.as_ref(), &batch.labels)?,

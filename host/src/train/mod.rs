@@ -7,11 +7,13 @@
 pub mod checkpoint;
 pub mod encoder;
 pub mod export;
+pub mod fusion;
 pub mod loss;
 pub mod optim;
 pub mod scoring;
 
 pub use encoder::{train, TrainOptions, Trained};
+pub use fusion::{FusionConfig, Missing};
 
 use crate::models::{EncoderConfig, ModelError};
 use serde::{Deserialize, Serialize};
@@ -207,6 +209,9 @@ pub struct TrainConfig {
     /// Evaluation.
     #[serde(default)]
     pub eval: EvalParams,
+    /// A content-aware item table: the fusion plugin and the modalities it fuses (none: ID only).
+    #[serde(default)]
+    pub fusion: Option<FusionConfig>,
 }
 
 impl TrainConfig {

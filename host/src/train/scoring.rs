@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 pub struct EncoderScorer<'a> {
     model: &'a dyn SeqEncoder,
     cases: &'a [EvalCase],
+    /// Every row of the input table, computed once (a fusion plan runs once per evaluation).
+    table: Tensor,
     items: Tensor,
     bias: Option<Tensor>,
     device: Device,
@@ -21,7 +23,9 @@ pub struct EncoderScorer<'a> {
 impl<'a> EncoderScorer<'a> {
     /// A scorer over `cases`, in their order.
     pub fn new(model: &'a dyn SeqEncoder, cases: &'a [EvalCase], device: &Device) -> Result<Self, TrainError> {
-        Ok(EncoderScorer { model, cases, items: model.item_table()?, bias: model.item_bias()?, device: device.clone() })
+        let table = model.embedding_table(None)?;
+        let items = table.narrow(0, 0, model.n_items())?;
+        Ok(EncoderScorer { model, cases, table, items, bias: model.item_bias()?, device: device.clone() })
     }
 }
 
@@ -34,7 +38,7 @@ impl Scorer for EncoderScorer<'_> {
     }
     fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
         let hist: Vec<&[u32]> = users.iter().map(|&u| self.cases[u].history.as_slice()).collect();
-        Ok(self.model.user_vectors(&hist, &self.device)?)
+        Ok(self.model.user_vectors(&self.table, &hist, &self.device)?)
     }
     /// Histories of equal (truncated) length pad to the same width.
     fn batch_key(&self, user: usize) -> usize {
@@ -65,11 +69,12 @@ pub fn evaluate(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams,
 pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
     let n = model.n_items();
     let k = sink.max_k() as usize;
-    let table = model.item_table()?;
+    let rows = model.embedding_table(None)?;
+    let table = rows.narrow(0, 0, n)?;
     let bias = model.item_bias()?;
     for (b, chunk) in cases.chunks(params.batch_users.max(1)).enumerate() {
         let hist: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
-        let users = model.user_vectors(&hist, device)?;
+        let users = model.user_vectors(&rows, &hist, device)?;
         let mut batch = Vec::new();
         for (i, case) in chunk.iter().enumerate() {
             if case.targets.is_empty() {

@@ -1,0 +1,164 @@
+//! `[fusion]`: content-aware encoders. A fusion plugin plans how the ID embedding and the
+//! modality vectors of `features/<name>.parquet` (from `encore features extract`) combine into
+//! the item table; the host checks the features against the prepared catalog, asks the plugin
+//! once for its plan, bounds its size, and loads the vectors onto the training device, all
+//! before any training starts.
+//!
+//! ```toml
+//! [fusion]
+//! plugin = "weighted-sum"                          # any fusion plugin on the plugin path
+//! modalities = ["audio-dsp", "lyrics", "mgphot"]   # features/<name>.parquet
+//! params = { }                                     # handed to the plugin
+//! missing = "mask"                                 # mask (default) | zeros (the paper's behaviour)
+//! ```
+use crate::features::store;
+use crate::models::fusion_plan::{check_size, ModalityInput};
+use crate::models::FusionSpec;
+use crate::plugins::fusion::{self, Modality};
+use crate::plugins::{discover, PluginKind, Runtime};
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How a missing modality vector enters the fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Left out of that item's fusion: weights renormalised, attention masked, FiLM identity.
+    #[default]
+    Mask,
+    /// A zero vector, as the paper's code does.
+    Zeros,
+}
+
+/// The `[fusion]` table of a training or run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// The fusion plugin: a name on the plugin path, or a `.wasm` file.
+    pub plugin: String,
+    /// The modalities to fuse, each read from `features/<name>.parquet`.
+    #[serde(default)]
+    pub modalities: Vec<String>,
+    /// Parameters handed to the plugin.
+    #[serde(default)]
+    pub params: toml::Table,
+    /// How a missing vector is treated.
+    #[serde(default)]
+    pub missing: Missing,
+    /// Offer the ID embedding to the plan as the input `id`; `false` makes a content-only model.
+    #[serde(default = "yes")]
+    pub id: bool,
+    /// Where the features files are; default: `features/` in the prepared data directory.
+    /// Relative to the config's directory.
+    #[serde(default)]
+    pub features: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One modality's vectors for the whole catalog, with their presence.
+struct Loaded {
+    values: Vec<f32>,
+    present: Vec<bool>,
+    dim: usize,
+}
+
+/// Reads `features/<name>.parquet` and checks it row by row against the catalog.
+fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<Loaded> {
+    if !path.is_file() {
+        bail!(
+            "[fusion] modality `{name}`: {} does not exist; extract it first with `encore features extract --data DIR --plugin {name}` (or set `features` to its directory)",
+            path.display()
+        );
+    }
+    let file = store::read(path).with_context(|| format!("[fusion] modality `{name}`"))?;
+    if file.rows.len() != catalog.len() {
+        bail!(
+            "[fusion] modality `{name}`: {} has {} rows, but the prepared data has {} items; extract the features again for this data",
+            path.display(),
+            file.rows.len(),
+            catalog.len()
+        );
+    }
+    let dim = file.dim;
+    if dim == 0 {
+        bail!("[fusion] modality `{name}`: {} holds vectors of width 0", path.display());
+    }
+    let mut values = vec![0f32; catalog.len() * dim];
+    let mut present = vec![false; catalog.len()];
+    for (i, row) in file.rows.iter().enumerate() {
+        if row.item as usize != i || row.track_id != catalog[i] {
+            bail!(
+                "[fusion] modality `{name}`: row {i} of {} is item {} `{}`, but item {i} of the prepared data is `{}`; extract the features again for this data",
+                path.display(),
+                row.item,
+                row.track_id,
+                catalog[i]
+            );
+        }
+        if let Some(v) = &row.vector {
+            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+                bail!("[fusion] modality `{name}`: {} row {i} (`{}`) holds {x}", path.display(), row.track_id);
+            }
+            values[i * dim..(i + 1) * dim].copy_from_slice(v);
+            present[i] = true;
+        }
+    }
+    if !present.iter().any(|&p| p) {
+        bail!("[fusion] modality `{name}`: every vector in {} is missing; check its `reason` column", path.display());
+    }
+    Ok(Loaded { values, present, dim })
+}
+
+/// Everything `cfg` needs for an encoder whose item table is `out_dim` wide, over a catalog of
+/// track ids (`items.parquet`'s order): the plugin's validated plan and the modality vectors on
+/// `device`. Every error names the plugin, modality, file or node, before training starts.
+pub fn prepare(cfg: &FusionConfig, features_dir: &Path, catalog: &[String], out_dim: usize, runtime: &Runtime, dirs: &[PathBuf], device: &Device) -> anyhow::Result<FusionSpec> {
+    if cfg.modalities.is_empty() && !cfg.id {
+        bail!("[fusion] has no modality and `id = false`: there is nothing to fuse");
+    }
+    for (i, m) in cfg.modalities.iter().enumerate() {
+        if m == "id" {
+            bail!("[fusion] `id` is the ID embedding, not a modality: leave it out of `modalities` (it is offered unless `id = false`)");
+        }
+        if cfg.modalities[..i].contains(m) {
+            bail!("[fusion] modality `{m}` is listed twice");
+        }
+    }
+    let plugin = discover::find(runtime, dirs, &cfg.plugin, PluginKind::Fusion).with_context(|| format!("[fusion] plugin `{}`", cfg.plugin))?;
+    let loaded: Vec<Loaded> = cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
+    let mut inputs = Vec::new();
+    if cfg.id {
+        inputs.push(Modality { name: "id".into(), dim: out_dim as u32 });
+    }
+    inputs.extend(cfg.modalities.iter().zip(&loaded).map(|(m, l)| Modality { name: m.clone(), dim: l.dim as u32 }));
+    let params = crate::features::config::params_from_toml(&cfg.params).with_context(|| format!("[fusion] params for `{}`", cfg.plugin))?;
+    let id = plugin.id();
+    let plan = fusion::plan(&plugin, &inputs, out_dim as u32, &params)?;
+    check_size(&plan, catalog.len()).map_err(|reason| anyhow::anyhow!("fusion plugin `{}` ({}): {reason}", id.name, id.path.display()))?;
+    let n = catalog.len();
+    let inputs = cfg
+        .modalities
+        .iter()
+        .zip(loaded)
+        .map(|(name, l)| {
+            let values = Tensor::from_vec(l.values, (n, l.dim), device)?;
+            let all = l.present.iter().all(|&p| p);
+            let present = match (cfg.missing, all) {
+                (Missing::Mask, false) => Some(Tensor::from_vec(l.present.iter().map(|&p| p as u8 as f32).collect::<Vec<_>>(), (n, 1), device)?),
+                _ => None,
+            };
+            Ok(ModalityInput { name: name.clone(), values, present })
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(FusionSpec { plan, inputs })
+}
+
+/// The track ids of a prepared directory's catalog, in item order.
+pub fn catalog(prepared: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(crate::features::items::read_items(prepared)?.into_iter().map(|t| t.track_id).collect())
+}

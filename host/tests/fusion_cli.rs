@@ -1,0 +1,127 @@
+//! `encore train` with `[fusion]`, end to end through the CLI: a content-aware SASRec trains,
+//! its checkpoints hold the plan's weights by node, and every bad plugin, plan or features file
+//! is a clear error that names it, given before training and leaving nothing behind.
+mod common;
+use common::s;
+use encore::features::store::{self, Row, Status};
+use std::path::{Path, PathBuf};
+
+/// A small prepared dataset (synthetic log, default filters).
+fn prepared(dir: &Path) -> PathBuf {
+    let (synth, prep) = (dir.join("synth"), dir.join("prep"));
+    for args in [
+        vec!["data", "synth", "--users", "20", "--tracks", "300", "--rows", "6000", "--styles", "6", "--out", s(&synth)],
+        vec!["data", "prepare", s(&synth.join("listens.tsv")), "--out", s(&prep)],
+    ] {
+        let o = common::encore().args(&args).output().unwrap();
+        assert!(o.status.success(), "encore {args:?}:\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    prep
+}
+
+/// `features/<name>.parquet` over the catalog, a vector of width `dim` for each item but every
+/// `missing_every`-th (`0`: none missing), or over only the first `limit` items.
+fn write_features(prep: &Path, name: &str, dim: usize, missing_every: usize, limit: Option<usize>) {
+    let catalog = encore::train::fusion::catalog(prep).unwrap();
+    let rows: Vec<Row> = catalog
+        .iter()
+        .enumerate()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(i, id)| {
+            let missing = missing_every > 0 && i % missing_every == 0;
+            Row {
+                item: i as u32,
+                track_id: id.clone(),
+                input_key: format!("k{i}"),
+                status: if missing { Status::Missing } else { Status::Ok },
+                reason: missing.then(|| "no clip".into()),
+                vector: (!missing).then(|| (0..dim).map(|j| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5).collect()),
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(prep.join("features")).unwrap();
+    store::write(&prep.join(format!("features/{name}.parquet")), &rows, dim, "test").unwrap();
+}
+
+fn config(dir: &Path, prep: &Path, fusion: &str) -> PathBuf {
+    let text = format!(
+        "[data]\nprepared = \"{}\"\n\n[encoder]\nkind = \"sasrec\"\nhidden_size = 16\nn_layers = 1\nn_heads = 1\ninner_size = 32\nmax_len = 10\n\n[train]\nepochs = 2\nbatch_size = 64\nseed = 3\n\n{fusion}\n",
+        prep.display()
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train(cfg: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let o = common::encore().args(["train", s(cfg), "--out", s(out), "--quiet"]).args(extra).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn a_fused_sasrec_trains_checkpoints_its_plan_by_node_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let prep = prepared(dir.path());
+    write_features(&prep, "a", 6, 5, None);
+    write_features(&prep, "b", 3, 0, None);
+    let cfg = config(dir.path(), &prep, "[fusion]\nplugin = \"weighted-sum\"\nmodalities = [\"a\", \"b\"]");
+    let out = dir.path().join("run");
+    let (ok, log) = train(&cfg, &out, &[]);
+    assert!(ok, "{log}");
+    assert!(log.contains("fusion: `weighted-sum` over id, a, b"), "{log}");
+    let weights = safetensors_names(&out.join("best.safetensors"));
+    // Nodes: id 0, its linear 1, l2 2; a 3, 4, 5; b 6, 7, 8; the weighted sum 9.
+    for want in ["fusion.n1.linear.weight", "fusion.n4.linear.weight", "fusion.n7.linear.bias", "fusion.n9.weights", "item_embedding.weight"] {
+        assert!(weights.iter().any(|w| w == want), "{want} not in {weights:?}");
+    }
+    // Exported embeddings are the fused table.
+    assert!(out.join("item_embeddings.parquet").is_file());
+    let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
+    // A resume of a finished run loads the plan's weights and ends with the same result.
+    let (ok, log) = train(&cfg, &out, &["--resume"]);
+    assert!(ok, "{log}");
+    assert_eq!(std::fs::read_to_string(out.join("summary.toml")).unwrap(), summary);
+    // The same run with another fusion is another config: resuming it is refused.
+    let other = config(dir.path(), &prep, "[fusion]\nplugin = \"concat\"\nmodalities = [\"a\", \"b\"]");
+    let (ok, log) = train(&other, &out, &["--resume"]);
+    assert!(!ok && log.contains("does not match"), "{log}");
+}
+
+fn safetensors_names(path: &Path) -> Vec<String> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap().into_keys().collect()
+}
+
+#[test]
+fn bad_plugins_plans_and_features_are_clear_errors_that_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let prep = prepared(dir.path());
+    write_features(&prep, "a", 3, 0, None);
+    write_features(&prep, "short", 3, 0, Some(10));
+    write_features(&prep, "none", 3, 1, None);
+    let hostile = |mode: &str| format!("[fusion]\nplugin = \"hostile-fusion\"\nmodalities = [\"a\"]\nparams = {{ mode = \"{mode}\" }}");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (hostile("trap"), vec!["`hostile-fusion`", "panicked", "planning failed on purpose"]),
+        (hostile("width"), vec!["`hostile-fusion`", "width 17, but 16 was asked for"]),
+        (hostile("mismatch"), vec!["`hostile-fusion`", "combines widths 16", "and 3"]),
+        (hostile("unknown"), vec!["`hostile-fusion`", "`no-such-modality`", "not one of: id, a"]),
+        (hostile("huge"), vec!["`hostile-fusion`", "trainable parameters", "node 2 (gate)"]),
+        ("[fusion]\nplugin = \"no-such-fusion\"\nmodalities = [\"a\"]".into(), vec!["no fusion plugin named `no-such-fusion`"]),
+        ("[fusion]\nplugin = \"cross-attention\"\nmodalities = [\"lyrics\"]".into(), vec!["modality `lyrics`", "encore features extract", "--plugin lyrics"]),
+        ("[fusion]\nplugin = \"film\"\nmodalities = [\"short\"]".into(), vec!["modality `short`", "has 10 rows, but the prepared data has"]),
+        ("[fusion]\nplugin = \"gated\"\nmodalities = [\"none\"]".into(), vec!["modality `none`", "every vector", "missing"]),
+        ("[fusion]\nplugin = \"weighted-sum\"\nmodalities = [\"a\"]\nparams = { weights = [1.0] }".into(), vec!["`weighted-sum`", "`weights` must be 2 numbers"]),
+        ("[fusion]\nplugin = \"weighted-sum\"\nmodality = [\"a\"]".into(), vec!["unknown field `modality`"]),
+    ];
+    for (fusion, wants) in cases {
+        let cfg = config(dir.path(), &prep, &fusion);
+        let out = dir.path().join("out");
+        let (ok, log) = train(&cfg, &out, &[]);
+        assert!(!ok, "{fusion}: accepted\n{log}");
+        for w in wants {
+            assert!(log.contains(w), "{fusion}: `{w}` not in\n{log}");
+        }
+        assert!(!log.contains("panicked at") || fusion.contains("trap"), "the host panicked: {log}");
+        assert!(!log.contains("epoch"), "{fusion}: training started\n{log}");
+        assert!(!out.exists(), "{fusion}: {} was written", out.display());
+    }
+}

@@ -254,13 +254,11 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     }
     // The dataset's three files and the three splits are written in parallel, each atomically,
     // on threads of their own: much of a write is waiting for the disk (each file is synced).
-    let mut split_meta = meta.clone();
-    split_meta.push(("encore.n_items", d.items.len().to_string()));
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
     let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
-        let (d, meta, split_meta) = (&d, &meta, &split_meta);
+        let (d, meta) = (&d, &meta);
         let dataset = schema::DatasetFile::ALL.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
-        let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta)));
+        let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, d, meta)));
         dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;

@@ -66,13 +66,17 @@ pub struct PrepareArgs {
 /// `encore data export ...`.
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
-    /// RecBole atomic files (.inter, .item, and .train/.valid/.test.inter).
+    /// RecBole atomic files (.inter, .item, and the benchmark parts .train/.valid/.test.inter).
     Recbole {
         /// A directory written by `encore data prepare`.
         dir: PathBuf,
-        /// Where to write (default: DIR/recbole).
+        /// Where to write (default: DIR/recbole/encore, as RecBole reads DATA_PATH/encore/encore.*).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Items of history kept per case in the benchmark parts, the newest (0: all); RecBole's
+        /// MAX_ITEM_LIST_LENGTH must be at least this.
+        #[arg(long, default_value_t = export::DEFAULT_MAX_HISTORY)]
+        max_history: usize,
     },
 }
 
@@ -140,10 +144,10 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             print!("{}", stats::stats(&d));
             Ok(())
         }
-        DataCommand::Export(ExportCommand::Recbole { dir, out }) => {
+        DataCommand::Export(ExportCommand::Recbole { dir, out, max_history }) => {
             let d = schema::read_dataset(&dir).with_context(|| format!("reading the dataset in {}", dir.display()))?;
-            let out = out.unwrap_or_else(|| dir.join("recbole"));
-            for f in export::recbole(&dir, &d, &out)? {
+            let out = out.unwrap_or_else(|| dir.join("recbole").join("encore"));
+            for f in export::recbole(&dir, &d, &out, max_history).with_context(|| format!("exporting {} for RecBole into {}", dir.display(), out.display()))? {
                 eprintln!("wrote {}", f.display());
             }
             Ok(())

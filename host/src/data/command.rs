@@ -95,7 +95,7 @@ pub struct SynthArgs {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Rows in all (default 3000 per user).
+    /// Well-formed rows in all, exactly (default 3000 per user); --bad-rows adds malformed ones.
     #[arg(long)]
     pub rows: Option<u64>,
     /// Latent styles.

@@ -66,13 +66,17 @@ pub struct PrepareArgs {
 /// `encore data export ...`.
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
-    /// RecBole atomic files (.inter, .item, and .train/.valid/.test.inter).
+    /// RecBole atomic files (.inter, .item, and the benchmark parts .train/.valid/.test.inter).
     Recbole {
         /// A directory written by `encore data prepare`.
         dir: PathBuf,
-        /// Where to write (default: DIR/recbole).
+        /// Where to write (default: DIR/recbole/encore, as RecBole reads DATA_PATH/encore/encore.*).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Items of history kept per case in the benchmark parts, the newest (0: all); RecBole's
+        /// MAX_ITEM_LIST_LENGTH must be at least this.
+        #[arg(long, default_value_t = export::DEFAULT_MAX_HISTORY)]
+        max_history: usize,
     },
 }
 
@@ -91,7 +95,7 @@ pub struct SynthArgs {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Rows in all (default 3000 per user).
+    /// Well-formed rows in all, exactly (default 3000 per user); --bad-rows adds malformed ones.
     #[arg(long)]
     pub rows: Option<u64>,
     /// Latent styles.
@@ -140,10 +144,10 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             print!("{}", stats::stats(&d));
             Ok(())
         }
-        DataCommand::Export(ExportCommand::Recbole { dir, out }) => {
+        DataCommand::Export(ExportCommand::Recbole { dir, out, max_history }) => {
             let d = schema::read_dataset(&dir).with_context(|| format!("reading the dataset in {}", dir.display()))?;
-            let out = out.unwrap_or_else(|| dir.join("recbole"));
-            for f in export::recbole(&dir, &d, &out)? {
+            let out = out.unwrap_or_else(|| dir.join("recbole").join("encore"));
+            for f in export::recbole(&dir, &d, &out, max_history).with_context(|| format!("exporting {} for RecBole into {}", dir.display(), out.display()))? {
                 eprintln!("wrote {}", f.display());
             }
             Ok(())
@@ -254,13 +258,11 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     }
     // The dataset's three files and the three splits are written in parallel, each atomically,
     // on threads of their own: much of a write is waiting for the disk (each file is synced).
-    let mut split_meta = meta.clone();
-    split_meta.push(("encore.n_items", d.items.len().to_string()));
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
     let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
-        let (d, meta, split_meta) = (&d, &meta, &split_meta);
+        let (d, meta) = (&d, &meta);
         let dataset = schema::DatasetFile::ALL.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
-        let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, split_meta)));
+        let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, d, meta)));
         dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;

@@ -139,11 +139,19 @@ impl DatasetFile {
     pub const ALL: [DatasetFile; 3] = [DatasetFile::Items, DatasetFile::Users, DatasetFile::Sessions];
 }
 
-/// Writes one file of [`write_dataset`], so that the three can be written in parallel.
-pub fn write_dataset_file(dir: &Path, d: &Dataset, meta: &[(&str, String)], file: DatasetFile) -> anyhow::Result<()> {
+/// `meta` plus the catalog sizes `encore.n_items` and `encore.n_users`, which every file of a
+/// prepared dataset carries (the dataset's three and the splits alike), so a reader of any one
+/// file knows the index ranges without opening another.
+fn with_counts<'a>(d: &Dataset, meta: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
     let mut meta = meta.to_vec();
     meta.push(("encore.n_items", d.items.len().to_string()));
     meta.push(("encore.n_users", d.users.len().to_string()));
+    meta
+}
+
+/// Writes one file of [`write_dataset`], so that the three can be written in parallel.
+pub fn write_dataset_file(dir: &Path, d: &Dataset, meta: &[(&str, String)], file: DatasetFile) -> anyhow::Result<()> {
+    let meta = with_counts(d, meta);
     match file {
         DatasetFile::Items => {
             let mut dur = Float32Builder::new();
@@ -189,8 +197,8 @@ pub fn write_dataset_file(dir: &Path, d: &Dataset, meta: &[(&str, String)], file
     }
 }
 
-/// One split file (`train.parquet`, `valid.parquet`, `test.parquet`).
-pub fn write_split(path: &Path, r: &SplitRows, meta: &[(&str, String)]) -> anyhow::Result<()> {
+/// One split file (`train.parquet`, `valid.parquet`, `test.parquet`) of the dataset `d`.
+pub fn write_split(path: &Path, r: &SplitRows, d: &Dataset, meta: &[(&str, String)]) -> anyhow::Result<()> {
     write(
         path,
         vec![
@@ -201,7 +209,7 @@ pub fn write_split(path: &Path, r: &SplitRows, meta: &[(&str, String)]) -> anyho
             ("completion", list(&r.offsets, completion(&r.completion))),
             ("target_from", u32s(&r.target_from)),
         ],
-        meta,
+        &with_counts(d, meta),
     )
 }
 

@@ -23,7 +23,7 @@ pub struct SynthConfig {
     pub tracks: u32,
     /// Seed.
     pub seed: u64,
-    /// Rows to write in all (about; malformed rows come on top). Default: 3000 per user.
+    /// Well-formed rows to write in all, exactly (malformed rows come on top). Default: 3000 per user.
     pub rows: Option<u64>,
     /// Latent styles.
     pub styles: u32,
@@ -259,9 +259,20 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
 
     // Users: a main style, one or two more, and a little of everything.
     let n_users = cfg.users as usize;
-    let total = cfg.rows.unwrap_or(3000 * n_users as u64) as f64;
+    let total = cfg.rows.unwrap_or(3000 * n_users as u64);
     let shares: Vec<f64> = (0..n_users).map(|_| (0.5 * rng.normal()).exp()).collect();
     let share_sum: f64 = shares.iter().sum();
+    // Each user's quota is the step between rounded running totals, so the quotas add up to
+    // `total` exactly (rounding each share on its own drifts by up to one row per user).
+    let mut cum = 0.0;
+    let quotas: Vec<u64> = shares
+        .iter()
+        .map(|s| {
+            let before = (total as f64 * cum / share_sum).round() as u64;
+            cum += s;
+            (total as f64 * cum / share_sum).round().min(total as f64) as u64 - before
+        })
+        .collect();
     let users: Vec<(String, Vec<usize>, Vec<f64>, u64)> = (0..n_users)
         .map(|u| {
             let main = rng.below(n_styles);
@@ -277,7 +288,7 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             for &s in &prefs[1..] {
                 w[s] += 0.3 / (prefs.len() - 1) as f64;
             }
-            (format!("user_{:06}", u + 1), prefs, cdf(w.into_iter()), (total * shares[u] / share_sum).round() as u64)
+            (format!("user_{:06}", u + 1), prefs, cdf(w.into_iter()), quotas[u])
         })
         .collect();
 
@@ -314,6 +325,9 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
                 }
                 t += 1800 + rng.exp(16.0 * 3600.0) as i64;
             }
+            // Sessions come whole, so the last one overshoots the quota; it is cut short (a
+            // session that ends early is as real as any), so `--rows` is the exact row count.
+            rows.truncate(*n as usize);
             // Newest first, as in LastFM-1K.
             for &(ts, tr) in rows.iter().rev() {
                 let track = &tracks[tr];

@@ -48,8 +48,17 @@ pub struct SandboxArgs {
 
 impl SandboxArgs {
     fn runtime(&self) -> anyhow::Result<Runtime> {
-        let grants = plugins::Grants { env: self.grant_env.clone(), clock: self.grant_clock };
-        let cfg = SandboxConfig { memory_mib: self.memory_mib, fuel: self.fuel, grants };
+        self.runtime_over(&SandboxConfig::default())
+    }
+    /// The runtime for a config whose `[sandbox]` is `base`: a flag set to other than its default
+    /// wins over the config, and granted capabilities add up.
+    fn runtime_over(&self, base: &SandboxConfig) -> anyhow::Result<Runtime> {
+        let default = SandboxConfig::default();
+        let pick = |flag: u64, dflt: u64, cfg: u64| if flag != dflt { flag } else { cfg };
+        let mut env = base.grants.env.clone();
+        env.extend(self.grant_env.iter().filter(|e| !base.grants.env.contains(e)).cloned());
+        let grants = plugins::Grants { env, clock: self.grant_clock || base.grants.clock };
+        let cfg = SandboxConfig { memory_mib: pick(self.memory_mib, default.memory_mib, base.memory_mib), fuel: pick(self.fuel, default.fuel, base.fuel), grants };
         let models = self.models.iter().fold(crate::hostmodels::ModelRegistry::new(), |r, (name, path)| r.with(name, path));
         Ok(Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })?.with_models(models))
     }
@@ -317,7 +326,8 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
 fn run_pipeline(sandbox: &SandboxArgs, args: RunArgs) -> anyhow::Result<()> {
     let cfg = crate::run::RunConfig::load(&args.config)?;
     let device = parse_device(&args.device)?;
-    let reports = crate::run::run(&cfg, &args.config, &args.out, &sandbox.plugin_dirs, &device, !args.quiet)?;
+    let runtime = sandbox.runtime_over(&cfg.sandbox)?;
+    let reports = crate::run::run(&cfg, &args.config, &args.out, &runtime, &sandbox.dirs(), &device, !args.quiet)?;
     let what = if cfg.eval.sampled_negatives > 0 {
         format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives)
     } else {

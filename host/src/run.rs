@@ -4,6 +4,7 @@
 //! confidence intervals.
 use crate::data::command::prepare_into;
 use crate::data::config::DataConfig;
+use crate::eval::compare::PerCase;
 use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, MetricSuite, RankOptions, Scorer};
 use crate::models::EncoderConfig;
 use crate::train::FusionConfig;
@@ -35,7 +36,8 @@ pub struct RunConfig {
     /// Plugin sandbox limits and grants.
     #[serde(default)]
     pub sandbox: SandboxConfig,
-    /// Feature extraction (`encore features extract --config`); not run by `encore run` yet.
+    /// Feature extraction over the prepared catalog, into `<out>/data/features` unless `out` says
+    /// otherwise (cached: an unchanged extractor reruns nothing); `prepared` is ignored here.
     #[serde(default)]
     pub features: Option<crate::features::FeaturesConfig>,
 }
@@ -118,6 +120,13 @@ impl RunConfig {
         if cfg.encoder.is_empty() {
             bail!("{}: no [[encoder]] to train", path.display());
         }
+        if let Some(fc) = &mut cfg.features {
+            for p in [&mut fc.tracks, &mut fc.audio, &mut fc.out].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         for e in &mut cfg.encoder {
             if let Some(f) = e.fusion.as_mut().and_then(|f| f.features.as_mut()) {
                 if f.is_relative() {
@@ -153,19 +162,39 @@ impl Scorer for Popularity {
     }
 }
 
-/// Runs the pipeline; writes `out/data/`, `out/<encoder>/` and `out/results.parquet`.
+/// The per-user series a finished suite kept, for paired comparisons.
+fn per_case(suite: &MetricSuite, metrics: &[String], ks: &[u32]) -> PerCase {
+    let mut out = Vec::new();
+    for m in metrics {
+        for &k in ks {
+            if let Some(v) = suite.per_user(m, k).filter(|v| !v.is_empty()) {
+                out.push((m.clone(), k, v.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the pipeline with the plugins of `runtime` (the command line's sandbox flags over the
+/// config's `[sandbox]`): prepare the data, extract `[features]`, train each encoder (ID only or
+/// fused), evaluate them next to a most-popular baseline, and compare every fused encoder with
+/// the ID-only one of the same kind, case by case. Writes `out/data/` (with `features/`),
+/// `out/<encoder>/`, `out/results.parquet` and `out/comparisons.parquet`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     cfg: &RunConfig,
     config_path: &Path,
     out: &Path,
-    plugin_dirs: &[PathBuf],
+    runtime: &Runtime,
+    dirs: &[PathBuf],
     device: &candle_core::Device,
     progress: bool,
 ) -> anyhow::Result<Vec<(String, EvalReport)>> {
     // Plugins first: a missing one should fail before any training.
-    let runtime = Runtime::new(cfg.sandbox.clone(), crate::plugins::runtime::default_cache_dir())?;
-    let dirs = discover::search_path(plugin_dirs);
-    let plugins = cfg.report.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
+    let plugins = cfg.report.metrics.iter().map(|m| discover::find(runtime, dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
+    for (enc, f) in cfg.encoder.iter().filter_map(|e| e.fusion.as_ref().map(|f| (e, f))) {
+        discover::find(runtime, dirs, &f.plugin, PluginKind::Fusion).with_context(|| format!("[[encoder]] `{}` in {}", enc.name(), config_path.display()))?;
+    }
 
     let mut data_cfg = match &cfg.data.config {
         Some(p) => DataConfig::load(p)?,
@@ -174,7 +203,8 @@ pub fn run(
     if let Some(d) = &cfg.data.durations {
         data_cfg.completion.durations = Some(d.clone());
     }
-    let (dataset, splits) = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &out.join("data"))?;
+    let prepared = out.join("data");
+    let (dataset, splits) = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?;
     let data = SequenceData::from_splits(dataset.items.len(), &splits);
     data.validate()?;
     if data.test.is_empty() || data.valid.is_empty() {
@@ -187,35 +217,41 @@ pub fn run(
         data.valid.len(),
         data.test.len()
     );
-    let bootstrap = (cfg.report.bootstrap > 0).then_some(Bootstrap { resamples: cfg.report.bootstrap, seed: cfg.report.seed, ..Bootstrap::default() });
-    let mut reports = Vec::new();
-    if cfg.report.popularity_baseline {
-        let mut counts = vec![0f32; data.n_items];
-        for s in &data.train {
-            for &i in s {
-                counts[i as usize] += 1.0;
-            }
-        }
-        let users = train::scoring::eval_users(&data.test);
-        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
-        let counts = Tensor::from_vec(counts, (data.n_items, 1), &candle_core::Device::Cpu)?;
-        full_ranking(&Popularity { counts }, &users, &mut suite, opts)?;
-        reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
+    if let Some(fc) = &cfg.features {
+        let max_failed = crate::features::extract::ExtractOptions::default().max_failed;
+        crate::features::command::extract_all(runtime, dirs, fc, &prepared, max_failed, progress).with_context(|| format!("[features] in {}", config_path.display()))?;
     }
     // Every fusion plan and its features are checked before the first encoder trains.
+    let catalog: Vec<String> = dataset.items.iter().map(|i| i.track.id.clone()).collect();
     let mut fusions = Vec::new();
     for enc in &cfg.encoder {
         fusions.push(match &enc.fusion {
             Some(f) => {
-                let features = f.features.clone().unwrap_or_else(|| out.join("data").join("features"));
-                let catalog: Vec<String> = dataset.items.iter().map(|i| i.track.id.clone()).collect();
-                let spec = train::fusion::prepare(f, &features, &catalog, enc.model.item_dim(), &runtime, &dirs, device)
+                let features = f.features.clone().unwrap_or_else(|| prepared.join("features"));
+                let spec = train::fusion::prepare(f, &features, &catalog, enc.model.item_dim(), runtime, dirs, device)
                     .with_context(|| format!("[[encoder]] `{}` in {}", enc.name(), config_path.display()))?;
                 Some(spec)
             }
             None => None,
         });
+    }
+    let bootstrap = (cfg.report.bootstrap > 0).then_some(Bootstrap { resamples: cfg.report.bootstrap, seed: cfg.report.seed, ..Bootstrap::default() });
+    let mut reports = Vec::new();
+    let mut cases: Vec<(String, PerCase)> = Vec::new();
+    let mut counts = vec![0f32; data.n_items];
+    for s in &data.train {
+        for &i in s {
+            counts[i as usize] += 1.0;
+        }
+    }
+    if cfg.report.popularity_baseline {
+        let users = train::scoring::eval_users(&data.test);
+        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
+        let table = Tensor::from_vec(counts.clone(), (data.n_items, 1), &candle_core::Device::Cpu)?;
+        full_ranking(&Popularity { counts: table }, &users, &mut suite, opts)?;
+        cases.push(("MostPop".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
+        reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
     }
     for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
         let name = enc.name();
@@ -229,12 +265,25 @@ pub fn run(
         }
         let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
         train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, device)?;
+        cases.push((name.clone(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
         let report = suite.finish(bootstrap)?;
         report.write_parquet(&dir.join("test_metrics.parquet"))?;
         train::export::item_embeddings(trained.model.as_ref(), &dir.join("item_embeddings"))?;
         reports.push((name, report));
     }
     write_results(&out.join("results.parquet"), &reports)?;
+    let subsets = crate::eval::compare::subsets(&data.test, &counts);
+    let baselines: Vec<(String, Option<String>)> = cfg
+        .encoder
+        .iter()
+        .map(|e| {
+            let base = e.fusion.as_ref().and_then(|_| cfg.encoder.iter().find(|b| b.fusion.is_none() && b.model.name() == e.model.name()).map(|b| b.name()));
+            (e.name(), base)
+        })
+        .collect();
+    let rows = crate::eval::compare::compare(&cases, &baselines, &subsets, bootstrap.unwrap_or_default());
+    crate::eval::compare::write_parquet(&out.join("comparisons.parquet"), &rows)?;
+    eprint!("{}", crate::eval::compare::table(&rows));
     Ok(reports)
 }
 

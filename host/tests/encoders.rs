@@ -89,7 +89,7 @@ fn gradients_reach_every_trainable_tensor() {
         }
         let ctx = TrainCtx::new(3);
         let table = model.embedding_table(Some(&ctx)).unwrap();
-        let hidden = model.forward(&table, &ids, &lens, Some(&ctx)).unwrap();
+        let hidden = model.forward(&table, &ids, &lens, None, Some(&ctx)).unwrap();
         let (b, l, d) = hidden.dims3().unwrap();
         let mut logits = hidden.reshape((b * l, d)).unwrap().matmul(&model.item_table().unwrap().t().unwrap()).unwrap();
         if let Some(bias) = model.item_bias().unwrap() {
@@ -119,8 +119,8 @@ fn the_last_position_shortcut_equals_the_full_forward() {
         let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
         let (ids, lens) = encore::models::pad_batch(&refs, 10, model.pad(), &Device::Cpu).unwrap();
         let table = model.embedding_table(None).unwrap();
-        let full = encore::models::gather_last(&model.forward(&table, &ids, &lens, None).unwrap(), &lens).unwrap();
-        let last = model.forward_last(&table, &ids, &lens).unwrap();
+        let full = encore::models::gather_last(&model.forward(&table, &ids, &lens, None, None).unwrap(), &lens).unwrap();
+        let last = model.forward_last(&table, &ids, &lens, None).unwrap();
         assert_eq!(full.dims(), last.dims());
         let diff = (full - &last).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = last.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -258,4 +258,44 @@ fn configs_refuse_unknown_keys() {
     }
     assert!(TrainConfig::from_toml("[encoder]\nkind = \"lstm\"\n").is_err());
     assert!(TrainConfig::from_toml("[encoder]\nkind = \"sasrec\"\n[train]\nvalid_metric = \"auc@3\"\n").is_err());
+}
+
+#[test]
+fn the_completion_input_gets_gradients_and_unknown_ratios_use_their_own_vector() {
+    use encore::models::{Completion, CompletionMode};
+    let embed = |e: EncoderConfig| match e {
+        EncoderConfig::SasRec(c) => EncoderConfig::SasRec(SasRecConfig { completion: CompletionMode::Embed, ..c }),
+        EncoderConfig::Bert4Rec(c) => EncoderConfig::Bert4Rec(Bert4RecConfig { completion: CompletionMode::Embed, ..c }),
+        EncoderConfig::Gru4Rec(c) => EncoderConfig::Gru4Rec(Gru4RecConfig { completion: CompletionMode::Embed, ..c }),
+    };
+    for enc in [embed(sasrec()), embed(bert4rec()), embed(gru4rec())] {
+        let mut params = Params::new(1, &Device::Cpu);
+        let model = enc.build(N_ITEMS, &mut params, None).unwrap();
+        assert!(model.reads_completion(), "{}", enc.name());
+        let seqs: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![7, 8, 9]];
+        let ratios: Vec<Vec<Option<f32>>> = vec![vec![Some(0.9), None, Some(0.1), Some(1.0), Some(0.5), None], vec![Some(0.2), Some(0.3), None]];
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let (ids, lens) = encore::models::pad_batch(&refs, 10, model.pad(), &Device::Cpu).unwrap();
+        let c = Completion::from_rows(&ratios.iter().map(Vec::as_slice).collect::<Vec<_>>(), ids.dim(1).unwrap(), &Device::Cpu).unwrap();
+        let table = model.embedding_table(None).unwrap();
+        assert!(model.forward(&table, &ids, &lens, None, None).is_err(), "{}: ratios are required", enc.name());
+        let hidden = model.forward(&table, &ids, &lens, Some(&c), Some(&TrainCtx::new(2))).unwrap();
+        let grads = hidden.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, var) in params.named_vars().into_iter().filter(|(n, _)| n.starts_with("completion.")) {
+            let g = grads.get(&var).unwrap_or_else(|| panic!("{}: no gradient reaches {name}", enc.name()));
+            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{}: {name}", enc.name());
+        }
+        // The ratio changes the user vector; an unknown ratio is not the same as a ratio of 0.
+        let hist: Vec<&[u32]> = vec![&[1, 2, 3]];
+        let uv = |r: Vec<Option<f32>>| model.user_vectors(&table, &hist, &[r.as_slice()], &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (high, zero, unknown) = (uv(vec![Some(1.0); 3]), uv(vec![Some(0.0); 3]), uv(vec![None; 3]));
+        assert!(high != zero && zero != unknown, "{}", enc.name());
+    }
+    // A sequences file has no ratios: training with completion = "embed" is refused, not guessed.
+    let data = pattern_data(20, 8, 3);
+    let err = match train::train(&config(embed(sasrec()), 1), &data, &Device::Cpu, &TrainOptions::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("trained without ratios"),
+    };
+    assert!(err.contains("completion ratios"), "{err}");
 }

@@ -5,6 +5,7 @@
 //! re-running plugins on resampled users. Global metrics (catalog coverage) have no per-user value
 //! and get no interval.
 pub mod bootstrap;
+pub mod compare;
 pub mod native;
 pub mod rank;
 pub mod rankings;

@@ -82,23 +82,35 @@ fn run_extract(runtime: &Runtime, dirs: &[PathBuf], a: ExtractArgs) -> anyhow::R
         None => FeaturesConfig::default(),
     };
     cfg.extractor.extend(a.plugins.iter().map(|p| ExtractorConfig { plugin: p.clone(), name: None, params: toml::Table::new() }));
-    let prepared = a.data.or(cfg.prepared).context("pass --data DIR (a directory from `encore data prepare`) or `prepared` in [features]")?;
+    let prepared = a.data.or(cfg.prepared.clone()).context("pass --data DIR (a directory from `encore data prepare`) or `prepared` in [features]")?;
     if cfg.extractor.is_empty() {
         bail!("no extractor: pass --plugin NAME or list [[features.extractor]] in --config");
     }
-    let mut tracks = items::read_items(&prepared).with_context(|| format!("reading the catalog of {}", prepared.display()))?;
-    if let Some(side) = a.tracks.or(cfg.tracks) {
-        let table = items::read_sidecar(&side)?;
+    cfg.tracks = a.tracks.or(cfg.tracks);
+    cfg.out = a.out.or(cfg.out);
+    cfg.audio = a.audio.or(cfg.audio);
+    cfg.max_seconds = a.max_seconds.or(cfg.max_seconds);
+    cfg.batch = a.batch.or(cfg.batch);
+    extract_all(runtime, dirs, &cfg, &prepared, a.max_failed, !a.quiet)
+}
+
+/// Runs every extractor of `cfg` over the catalog of `prepared`, into `cfg.out` (default
+/// `<prepared>/features`): cached and resumable, as `encore features extract`; `encore run`'s
+/// features stage.
+pub fn extract_all(runtime: &Runtime, dirs: &[PathBuf], cfg: &FeaturesConfig, prepared: &std::path::Path, max_failed: usize, progress: bool) -> anyhow::Result<()> {
+    let mut tracks = items::read_items(prepared).with_context(|| format!("reading the catalog of {}", prepared.display()))?;
+    if let Some(side) = &cfg.tracks {
+        let table = items::read_sidecar(side)?;
         let n = items::join_sidecar(&mut tracks, &table);
         eprintln!("{}: content for {n} of {} items", side.display(), tracks.len());
     }
     let opts = ExtractOptions {
-        out_dir: a.out.or(cfg.out).unwrap_or_else(|| prepared.join("features")),
-        audio_dir: a.audio.or(cfg.audio),
-        max_seconds: a.max_seconds.or(cfg.max_seconds),
-        batch: a.batch.or(cfg.batch),
-        max_failed: a.max_failed,
-        progress: !a.quiet,
+        out_dir: cfg.out.clone().unwrap_or_else(|| prepared.join("features")),
+        audio_dir: cfg.audio.clone(),
+        max_seconds: cfg.max_seconds,
+        batch: cfg.batch,
+        max_failed,
+        progress,
         models_key: runtime.models().cache_key(),
     };
     if let Some(m) = opts.max_seconds {

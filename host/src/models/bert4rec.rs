@@ -11,7 +11,8 @@
 //! sequences shorter than the maximum when it appends the mask; here the most recent
 //! `max_len - 1` items are always kept.
 use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Linear, Params, TrainCtx, TransformerEncoder, TransformerSpec};
-use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
+use super::layers::{Completion, CompletionEmbed};
+use super::{CompletionMode, FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,9 @@ pub struct Bert4RecConfig {
     /// in proportion: 4 copies come within 5% of RecBole's test Recall@10 and NDCG@10 on the
     /// parity data in the same epochs, one copy was 10% below (bench/encoders/README.md).
     pub mask_copies: usize,
+    /// Whether each position's completion ratio enters the input (masked positions read it as
+    /// unknown: a target's own ratio is never an input).
+    pub completion: CompletionMode,
 }
 
 impl Default for Bert4RecConfig {
@@ -66,6 +70,7 @@ impl Default for Bert4RecConfig {
             layer_norm_eps: 1e-12,
             initializer_range: 0.02,
             max_len: 50,
+            completion: CompletionMode::None,
             mask_ratio: 0.2,
             ft_ratio: 0.5,
             mask_copies: 4,
@@ -82,6 +87,7 @@ pub struct Bert4Rec {
     output_ffn: Linear,
     output_ln: LayerNorm,
     output_bias: Tensor,
+    completion: Option<CompletionEmbed>,
     cfg: Bert4RecConfig,
     n_items: usize,
 }
@@ -120,7 +126,8 @@ impl Bert4Rec {
         let output_ln = LayerNorm::new(p, "output_ln", cfg.hidden_size, cfg.layer_norm_eps)?;
         let output_bias = p.var("output_bias", &[n_items], Init::Zeros)?;
         let items = ItemTable::new(items, n_items, fusion, p)?;
-        Ok(Bert4Rec { items, pos, norm, encoder, output_ffn, output_ln, output_bias, cfg, n_items })
+        let completion = (cfg.completion == CompletionMode::Embed).then(|| CompletionEmbed::new(p, "completion", cfg.hidden_size, std)).transpose()?;
+        Ok(Bert4Rec { items, pos, norm, encoder, output_ffn, output_ln, output_bias, completion, cfg, n_items })
     }
 
     /// The config.
@@ -129,8 +136,9 @@ impl Bert4Rec {
     }
 
     /// The encoder's input (item + position embeddings, normalised) and its bidirectional mask.
-    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let extra = CompletionEmbed::input(self.completion.as_ref(), completion)?;
+        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, extra.as_ref(), ctx)?;
         Ok((x, attention_mask(lens, ids.dim(1)?, false, ids.device())?))
     }
 
@@ -156,12 +164,15 @@ impl SeqEncoder for Bert4Rec {
     fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         self.items.rows(ctx)
     }
-    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (x, mask) = self.input(table, ids, lens, ctx)?;
+    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, completion, ctx)?;
         self.head(&self.encoder.forward(&x, &mask, ctx)?)
     }
-    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        let (x, mask) = self.input(table, ids, lens, None)?;
+    fn reads_completion(&self) -> bool {
+        self.completion.is_some()
+    }
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, completion, None)?;
         self.head(&self.encoder.forward_last(&x, &mask, lens)?)
     }
     fn item_bias(&self) -> Result<Option<Tensor>> {

@@ -6,7 +6,8 @@
 //! initialisation follow RecBole 1.2.1 (`gru4rec.py`): embedding (Xavier normal), embedding
 //! dropout, a bias-free GRU (Xavier uniform), and a dense layer (PyTorch's default init).
 use super::layers::{dropout, embed, Gru, Init, Linear, Params, TrainCtx};
-use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
+use super::layers::{Completion, CompletionEmbed};
+use super::{CompletionMode, FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +25,13 @@ pub struct Gru4RecConfig {
     pub dropout_prob: f32,
     /// Longest input sequence.
     pub max_len: usize,
+    /// Whether each position's completion ratio enters the input.
+    pub completion: CompletionMode,
 }
 
 impl Default for Gru4RecConfig {
     fn default() -> Self {
-        Gru4RecConfig { embedding_size: 64, hidden_size: 128, num_layers: 1, dropout_prob: 0.3, max_len: 50 }
+        Gru4RecConfig { embedding_size: 64, hidden_size: 128, num_layers: 1, dropout_prob: 0.3, max_len: 50, completion: CompletionMode::None }
     }
 }
 
@@ -37,6 +40,7 @@ pub struct Gru4Rec {
     items: ItemTable,
     grus: Vec<Gru>,
     dense: Linear,
+    completion: Option<CompletionEmbed>,
     cfg: Gru4RecConfig,
     n_items: usize,
 }
@@ -55,7 +59,19 @@ impl Gru4Rec {
             .collect::<Result<Vec<_>>>()?;
         let dense = Linear::torch_default(p, "dense", cfg.hidden_size, cfg.embedding_size)?;
         let items = ItemTable::new(items, n_items, fusion, p)?;
-        Ok(Gru4Rec { items, grus, dense, cfg, n_items })
+        let completion = (cfg.completion == CompletionMode::Embed).then(|| CompletionEmbed::new(p, "completion", cfg.embedding_size, 0.02)).transpose()?;
+        Ok(Gru4Rec { items, grus, dense, completion, cfg, n_items })
+    }
+}
+
+impl Gru4Rec {
+    /// Item embeddings of `ids`, plus the completion input when the encoder reads it.
+    fn input(&self, table: &Tensor, ids: &Tensor, completion: Option<&Completion>) -> Result<Tensor> {
+        let x = embed(table, ids)?;
+        Ok(match CompletionEmbed::input(self.completion.as_ref(), completion)? {
+            Some(e) => (x + e)?,
+            None => x,
+        })
     }
 }
 
@@ -75,17 +91,20 @@ impl SeqEncoder for Gru4Rec {
     fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         self.items.rows(ctx)
     }
-    fn forward(&self, table: &Tensor, ids: &Tensor, _lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
+    fn forward(&self, table: &Tensor, ids: &Tensor, _lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         // Padding sits after each sequence's end, so a real position's state never depends on it.
-        let mut h = dropout(&embed(table, ids)?, self.cfg.dropout_prob, ctx)?;
+        let mut h = dropout(&self.input(table, ids, completion)?, self.cfg.dropout_prob, ctx)?;
         for gru in &self.grus {
             h = gru.forward(&h)?;
         }
         self.dense.forward(&h)
     }
-    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
+    fn reads_completion(&self) -> bool {
+        self.completion.is_some()
+    }
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>) -> Result<Tensor> {
         let (last, rest) = self.grus.split_last().ok_or_else(|| super::ModelError::Config("GRU4Rec needs num_layers ≥ 1".into()))?;
-        let mut h = embed(table, ids)?;
+        let mut h = self.input(table, ids, completion)?;
         for gru in rest {
             h = gru.forward(&h)?;
         }

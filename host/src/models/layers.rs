@@ -395,11 +395,85 @@ pub fn attention_mask(lens: &[usize], l: usize, causal: bool, device: &Device) -
 }
 
 /// The input of RecBole's SASRec and BERT4Rec encoders: item + position embeddings of `ids`
-/// (B × L), layer-normed, then dropout `p`.
-pub fn embed_with_positions(items: &Tensor, pos: &Tensor, norm: &LayerNorm, p: f32, ids: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+/// (B × L), plus `extra` (B × L × d, the completion input) when given, layer-normed, then
+/// dropout `p`.
+pub fn embed_with_positions(items: &Tensor, pos: &Tensor, norm: &LayerNorm, p: f32, ids: &Tensor, extra: Option<&Tensor>, ctx: Option<&TrainCtx>) -> Result<Tensor> {
     let (b, l) = ids.dims2()?;
-    let x = embed(items, ids)?.broadcast_add(&embed(pos, &positions(b, l, ids.device())?)?)?;
+    let mut x = embed(items, ids)?.broadcast_add(&embed(pos, &positions(b, l, ids.device())?)?)?;
+    if let Some(e) = extra {
+        x = (x + e)?;
+    }
     dropout(&norm.forward(&x)?, p, ctx)
+}
+
+/// Per-position completion ratios of a batch, `B × L` each: the ratio (0 where unknown) and
+/// 1 where it is known.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Ratios in [0, 1], 0 where unknown.
+    pub value: Tensor,
+    /// 1 where the ratio is known, 0 where not (padding, masked positions, nulls).
+    pub known: Tensor,
+}
+
+impl Completion {
+    /// Rows of ratios, each padded at the end with unknowns to `width`; a row shorter than its
+    /// sequence (or empty) leaves the rest unknown.
+    pub fn from_rows(rows: &[&[Option<f32>]], width: usize, device: &Device) -> Result<Self> {
+        let mut value = vec![0f32; rows.len() * width];
+        let mut known = vec![0f32; rows.len() * width];
+        for (b, row) in rows.iter().enumerate() {
+            for (t, r) in row.iter().take(width).enumerate() {
+                if let Some(r) = r.filter(|r| r.is_finite()) {
+                    value[b * width + t] = r.clamp(0.0, 1.0);
+                    known[b * width + t] = 1.0;
+                }
+            }
+        }
+        Ok(Completion { value: Tensor::from_vec(value, (rows.len(), width), device)?, known: Tensor::from_vec(known, (rows.len(), width), device)? })
+    }
+}
+
+/// The completion ratio as an input (`completion = "embed"`): `r · w + b` where the ratio is
+/// known, a learned "unknown" vector where it is not. The paper concatenates the ratio to the
+/// item features; adding its projection keeps every width fixed.
+#[derive(Debug, Clone)]
+pub struct CompletionEmbed {
+    weight: Tensor,
+    bias: Tensor,
+    unknown: Tensor,
+}
+
+impl CompletionEmbed {
+    /// Weights `name.{weight,bias,unknown}`, each of width `dim`.
+    pub fn new(p: &mut Params, name: &str, dim: usize, std: f64) -> Result<Self> {
+        Ok(CompletionEmbed {
+            weight: p.var(&format!("{name}.weight"), &[dim], Init::Normal(std))?,
+            bias: p.var(&format!("{name}.bias"), &[dim], Init::Zeros)?,
+            unknown: p.var(&format!("{name}.unknown"), &[dim], Init::Normal(std))?,
+        })
+    }
+
+    /// `B × L × d` for the batch's ratios.
+    pub fn forward(&self, c: &Completion) -> Result<Tensor> {
+        let (b, l) = c.value.dims2()?;
+        let d = self.weight.dim(0)?;
+        let v = c.value.reshape((b, l, 1))?;
+        let k = c.known.reshape((b, l, 1))?;
+        let seen = v.broadcast_mul(&self.weight.reshape((1, 1, d))?)?.broadcast_add(&self.bias.reshape((1, 1, d))?)?;
+        let unseen = (1.0 - &k)?.broadcast_mul(&self.unknown.reshape((1, 1, d))?)?;
+        Ok((seen.broadcast_mul(&k)? + unseen)?)
+    }
+
+    /// The encoder's extra input for a batch: `None` without a module; an error when the module
+    /// has no ratios to read.
+    pub fn input(module: Option<&Self>, c: Option<&Completion>) -> Result<Option<Tensor>> {
+        match (module, c) {
+            (Some(m), Some(c)) => Ok(Some(m.forward(c)?)),
+            (Some(_), None) => Err(super::ModelError::Config("completion = \"embed\" needs the batch's completion ratios".into())),
+            (None, _) => Ok(None),
+        }
+    }
 }
 
 /// Embedding lookup: rows of `table` for u32 indices of any shape.

@@ -21,7 +21,7 @@ pub mod sasrec;
 pub use bert4rec::{Bert4Rec, Bert4RecConfig};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
 pub use item_table::{FusionSpec, ItemTable};
-pub use layers::{Params, TrainCtx};
+pub use layers::{Completion, Params, TrainCtx};
 pub use sasrec::{SasRec, SasRecConfig};
 
 use candle_core::{Device, Tensor};
@@ -89,6 +89,29 @@ impl EncoderConfig {
     }
 }
 
+/// Whether an encoder reads each position's completion ratio (`[encoder] completion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompletionMode {
+    /// Items only.
+    #[default]
+    None,
+    /// A learned projection of the ratio (or a learned "unknown" vector) is added to each
+    /// position's input.
+    Embed,
+}
+
+impl EncoderConfig {
+    /// Whether it reads completion ratios.
+    pub fn completion(&self) -> CompletionMode {
+        match self {
+            EncoderConfig::SasRec(c) => c.completion,
+            EncoderConfig::Bert4Rec(c) => c.completion,
+            EncoderConfig::Gru4Rec(c) => c.completion,
+        }
+    }
+}
+
 /// How an encoder is trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Objective {
@@ -117,8 +140,13 @@ pub trait SeqEncoder: Send + Sync {
     /// dropout inside a fusion plan only when `ctx` is given.
     fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor>;
     /// Hidden states `B × L × d` for item indices `B × L` (u32) and the true lengths, reading
-    /// items from `table` (from [`embedding_table`](Self::embedding_table)).
-    fn forward(&self, table: &Tensor, items: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor>;
+    /// items from `table` (from [`embedding_table`](Self::embedding_table)) and, when the encoder
+    /// reads them, each position's completion ratio.
+    fn forward(&self, table: &Tensor, items: &Tensor, lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<Tensor>;
+    /// Whether [`forward`](Self::forward) reads completion ratios (`completion = "embed"`).
+    fn reads_completion(&self) -> bool {
+        false
+    }
     /// The item vectors that hidden states are scored against, `n_items × d`: the catalog rows
     /// of the input table.
     fn item_table(&self) -> Result<Tensor> {
@@ -133,29 +161,55 @@ pub trait SeqEncoder: Send + Sync {
     /// The hidden state at position `lens[i] - 1` of each row, `B × d`: what a user vector reads.
     /// The default runs [`forward`](Self::forward) and gathers; the transformers override it to
     /// run their last layer at those positions only (the same values, to rounding).
-    fn forward_last(&self, table: &Tensor, items: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        gather_last(&self.forward(table, items, lens, None)?, lens)
+    fn forward_last(&self, table: &Tensor, items: &Tensor, lens: &[usize], completion: Option<&Completion>) -> Result<Tensor> {
+        gather_last(&self.forward(table, items, lens, completion, None)?, lens)
     }
-    /// User representations `U × d` for histories (at most `max_len` used, the most recent).
-    fn user_vectors(&self, table: &Tensor, histories: &[&[u32]], device: &Device) -> Result<Tensor> {
+    /// User representations `U × d` for histories (at most `max_len` used, the most recent),
+    /// with each history's completion ratios (`completions[i]` parallel to `histories[i]`, or
+    /// empty: unknown) when the encoder reads them.
+    fn user_vectors(&self, table: &Tensor, histories: &[&[u32]], completions: &[&[Option<f32>]], device: &Device) -> Result<Tensor> {
         let max_len = self.max_len();
-        let (input, lens) = match self.objective() {
-            // BERT4Rec appends the mask token and reads its output.
+        // The ratios of the kept (most recent) items, aligned with the kept history.
+        let kept_ratios = |i: usize, keep: usize| -> Vec<Option<f32>> {
+            let h = histories[i];
+            let r = completions.get(i).copied().unwrap_or(&[]);
+            if r.len() == h.len() {
+                r[h.len() - keep..].to_vec()
+            } else {
+                vec![None; keep]
+            }
+        };
+        let (input, lens, ratios) = match self.objective() {
+            // BERT4Rec appends the mask token (its ratio unknown) and reads its output.
             Objective::Cloze { mask } => {
+                let mut ratios = Vec::with_capacity(histories.len());
                 let seqs: Vec<Vec<u32>> = histories
                     .iter()
-                    .map(|h| {
+                    .enumerate()
+                    .map(|(i, h)| {
                         let keep = h.len().min(max_len - 1);
                         let mut s = h[h.len() - keep..].to_vec();
                         s.push(mask);
+                        let mut r = kept_ratios(i, keep);
+                        r.push(None);
+                        ratios.push(r);
                         s
                     })
                     .collect();
-                pad_batch(&seqs.iter().map(|s| s.as_slice()).collect::<Vec<_>>(), max_len, self.pad(), device)?
+                let (t, lens) = pad_batch(&seqs.iter().map(|s| s.as_slice()).collect::<Vec<_>>(), max_len, self.pad(), device)?;
+                (t, lens, ratios)
             }
-            Objective::NextItem => pad_batch(histories, max_len, self.pad(), device)?,
+            Objective::NextItem => {
+                let ratios = histories.iter().enumerate().map(|(i, h)| kept_ratios(i, h.len().min(max_len))).collect();
+                let (t, lens) = pad_batch(histories, max_len, self.pad(), device)?;
+                (t, lens, ratios)
+            }
         };
-        self.forward_last(table, &input, &lens)
+        let completion = match self.reads_completion() {
+            true => Some(Completion::from_rows(&ratios.iter().map(Vec::as_slice).collect::<Vec<_>>(), input.dim(1)?, device)?),
+            false => None,
+        };
+        self.forward_last(table, &input, &lens, completion.as_ref())
     }
 }
 

@@ -5,7 +5,8 @@
 //! initialisation follow RecBole 1.2.1 (`sasrec.py`): embedding + position, LayerNorm, dropout,
 //! post-norm transformer layers, weights Normal(0, 0.02), LayerNorm (1, 0), biases 0.
 use super::layers::{attention_mask, embed_with_positions, Init, LayerNorm, Params, TrainCtx, TransformerEncoder, TransformerSpec};
-use super::{FusionSpec, ItemTable, Objective, Result, SeqEncoder};
+use super::layers::{Completion, CompletionEmbed};
+use super::{CompletionMode, FusionSpec, ItemTable, Objective, Result, SeqEncoder};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,8 @@ pub struct SasRecConfig {
     pub initializer_range: f64,
     /// Longest input sequence (positions).
     pub max_len: usize,
+    /// Whether each position's completion ratio enters the input.
+    pub completion: CompletionMode,
 }
 
 impl Default for SasRecConfig {
@@ -45,6 +48,7 @@ impl Default for SasRecConfig {
             layer_norm_eps: 1e-12,
             initializer_range: 0.02,
             max_len: 50,
+            completion: CompletionMode::None,
         }
     }
 }
@@ -55,6 +59,7 @@ pub struct SasRec {
     pos: Tensor,
     norm: LayerNorm,
     encoder: TransformerEncoder,
+    completion: Option<CompletionEmbed>,
     cfg: SasRecConfig,
     n_items: usize,
 }
@@ -80,12 +85,14 @@ impl SasRec {
         };
         let encoder = TransformerEncoder::new(p, "trm_encoder", &spec)?;
         let items = ItemTable::new(items, n_items, fusion, p)?;
-        Ok(SasRec { items, pos, norm, encoder, cfg, n_items })
+        let completion = (cfg.completion == CompletionMode::Embed).then(|| CompletionEmbed::new(p, "completion", cfg.hidden_size, std)).transpose()?;
+        Ok(SasRec { items, pos, norm, encoder, completion, cfg, n_items })
     }
 
     /// The encoder's input (item + position embeddings, normalised) and its causal mask.
-    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
-        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, ctx)?;
+    fn input(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<(Tensor, Tensor)> {
+        let extra = CompletionEmbed::input(self.completion.as_ref(), completion)?;
+        let x = embed_with_positions(table, &self.pos, &self.norm, self.cfg.hidden_dropout, ids, extra.as_ref(), ctx)?;
         Ok((x, attention_mask(lens, ids.dim(1)?, true, ids.device())?))
     }
 }
@@ -106,12 +113,15 @@ impl SeqEncoder for SasRec {
     fn embedding_table(&self, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         self.items.rows(ctx)
     }
-    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], ctx: Option<&TrainCtx>) -> Result<Tensor> {
-        let (x, mask) = self.input(table, ids, lens, ctx)?;
+    fn forward(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, completion, ctx)?;
         self.encoder.forward(&x, &mask, ctx)
     }
-    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize]) -> Result<Tensor> {
-        let (x, mask) = self.input(table, ids, lens, None)?;
+    fn reads_completion(&self) -> bool {
+        self.completion.is_some()
+    }
+    fn forward_last(&self, table: &Tensor, ids: &Tensor, lens: &[usize], completion: Option<&Completion>) -> Result<Tensor> {
+        let (x, mask) = self.input(table, ids, lens, completion, None)?;
         self.encoder.forward_last(&x, &mask, lens)
     }
 }

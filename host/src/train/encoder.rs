@@ -17,7 +17,7 @@ use super::loss::{bce_sampled, linear_cross_entropy, IGNORE};
 use super::optim::{AdamW, ParamsAdamW};
 use super::scoring::{evaluate, NativeSink, ValidMetric};
 use super::{LossKind, SequenceData, TrainConfig, TrainError};
-use crate::models::{layers::embed, Objective, Params, SeqEncoder, TrainCtx};
+use crate::models::{layers::embed, Completion, Objective, Params, SeqEncoder, TrainCtx};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -73,6 +73,12 @@ fn mix(seed: u64, epoch: usize, stream: u64) -> u64 {
 /// Cuts sequences into training windows, from the end. Next-item windows hold up to
 /// `max_len + 1` items (inputs and the shifted targets); cloze windows up to `max_len`.
 pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<Vec<u32>> {
+    window_spans(train, objective, max_len).into_iter().map(|(s, a, b)| train[s][a..b].to_vec()).collect()
+}
+
+/// [`windows`] as `(sequence, start, end)` spans, so parallel data (completion ratios) is cut
+/// the same way.
+pub fn window_spans(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<(usize, usize, usize)> {
     // Next-item windows overlap by one item: the last input of one is the first of the next,
     // so every target is trained on exactly once.
     let (span, min, overlap) = match objective {
@@ -80,11 +86,11 @@ pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<
         Objective::Cloze { .. } => (max_len, 1, 0),
     };
     let mut out = Vec::new();
-    for s in train {
+    for (i, s) in train.iter().enumerate() {
         let mut end = s.len();
         while end >= min {
             let start = end.saturating_sub(span);
-            out.push(s[start..end].to_vec());
+            out.push((i, start, end));
             if start == 0 {
                 break;
             }
@@ -94,43 +100,55 @@ pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<
     out
 }
 
-/// One batch, ready for the model: inputs, lengths, and the flat positions with their labels.
+/// One batch, ready for the model: inputs, lengths, completion ratios when the model reads
+/// them, and the flat positions with their labels.
 struct Batch {
     ids: Tensor,
     lens: Vec<usize>,
+    completion: Option<Completion>,
     rows: Vec<u32>,
     labels: Vec<u32>,
 }
 
-fn make_batch(ws: &[&Vec<u32>], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool)>, rng: &mut StdRng, device: &Device) -> Result<Batch, TrainError> {
+/// Windows of items, each with its completion ratios when the model reads them.
+type Window<'a> = (&'a [u32], Option<&'a [Option<f32>]>);
+
+fn make_batch(ws: &[Window], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool)>, rng: &mut StdRng, device: &Device) -> Result<Batch, TrainError> {
     let pad = model.pad();
     let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
     let mut targets: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
+    let mut ratios: Vec<Vec<Option<f32>>> = Vec::with_capacity(ws.len());
+    let ratios_of = |r: Option<&[Option<f32>]>, n: usize| -> Vec<Option<f32>> { r.map_or_else(|| vec![None; n], |r| r[..n].to_vec()) };
     match (model.objective(), cfg_mask) {
         (Objective::NextItem, _) | (Objective::Cloze { .. }, None) => {
-            for w in ws {
+            for &(w, r) in ws {
                 inputs.push(w[..w.len() - 1].to_vec());
                 targets.push(w[1..].to_vec());
+                ratios.push(ratios_of(r, w.len() - 1));
             }
         }
         (Objective::Cloze { mask }, Some((ratio, last_only))) => {
-            for w in ws {
-                let mut inp = (*w).clone();
+            for &(w, r) in ws {
+                let mut inp = w.to_vec();
                 if last_only {
                     // Next-item fine-tuning on a random prefix, as RecBole's per-prefix samples.
                     let cut = rng.random_range(1..=w.len());
                     inp.truncate(cut);
                 }
+                let mut rat = ratios_of(r, inp.len());
                 let mut tgt = vec![IGNORE; inp.len()];
                 for t in 0..inp.len() {
                     let hit = if last_only { t == inp.len() - 1 } else { rng.random::<f32>() < ratio };
                     if hit {
                         tgt[t] = w[t];
                         inp[t] = mask;
+                        // A target's own ratio is never an input.
+                        rat[t] = None;
                     }
                 }
                 inputs.push(inp);
                 targets.push(tgt);
+                ratios.push(rat);
             }
         }
     }
@@ -148,7 +166,11 @@ fn make_batch(ws: &[&Vec<u32>], model: &dyn SeqEncoder, cfg_mask: Option<(f32, b
         }
     }
     let ids = Tensor::from_vec(data, (inputs.len(), width), device)?;
-    Ok(Batch { ids, lens: inputs.iter().map(|i| i.len().max(1)).collect(), rows, labels })
+    let completion = match model.reads_completion() {
+        true => Some(Completion::from_rows(&ratios.iter().map(Vec::as_slice).collect::<Vec<_>>(), width, device)?),
+        false => None,
+    };
+    Ok(Batch { ids, lens: inputs.iter().map(|i| i.len().max(1)).collect(), completion, rows, labels })
 }
 
 /// Trains the encoder `cfg` describes on `data`, with early stopping on the validation metric,
@@ -165,7 +187,13 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     let mut params = Params::new(t.seed, device);
     let model = cfg.encoder.build(n_items, &mut params, opts.fusion.as_ref())?;
     let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
-    let all_windows = windows(&data.train, model.objective(), model.max_len());
+    if model.reads_completion() && data.train_completion.len() != data.train.len() {
+        return Err(TrainError::Config("completion = \"embed\" needs completion ratios: train on prepared data (`[data] prepared`), not a sequences file".into()));
+    }
+    let all_windows: Vec<Window> = window_spans(&data.train, model.objective(), model.max_len())
+        .into_iter()
+        .map(|(s, a, b)| (&data.train[s][a..b], data.train_completion.get(s).filter(|r| r.len() == data.train[s].len()).map(|r| &r[a..b])))
+        .collect();
     if all_windows.is_empty() {
         return Err(TrainError::Data("no training sequence has enough items".into()));
     }
@@ -231,7 +259,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     while epoch < t.epochs && !stopped_early {
         let mut rng = StdRng::seed_from_u64(mix(t.seed, epoch, 1));
         let ctx = TrainCtx::new(mix(t.seed, epoch, 2));
-        let mut order: Vec<&Vec<u32>> = (0..copies).flat_map(|_| all_windows.iter()).collect();
+        let mut order: Vec<Window> = (0..copies).flat_map(|_| all_windows.iter().copied()).collect();
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(t.batch_size);
         let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };
@@ -249,7 +277,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             }
             // The item table once per step (a fusion plan runs here), at the input and for scoring.
             let all_rows = model.embedding_table(Some(&ctx))?;
-            let hidden = model.forward(&all_rows, &batch.ids, &batch.lens, Some(&ctx))?;
+            let hidden = model.forward(&all_rows, &batch.ids, &batch.lens, batch.completion.as_ref(), Some(&ctx))?;
             let (b, l, d) = hidden.dims3()?;
             let rows = Tensor::from_vec(batch.rows.clone(), batch.rows.len(), device)?;
             let h = hidden.reshape((b * l, d))?.index_select(&rows, 0)?;

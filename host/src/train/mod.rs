@@ -26,6 +26,9 @@ pub struct SequenceData {
     pub n_items: usize,
     /// Training sequences, oldest item first. Every position after the first is a target.
     pub train: Vec<Vec<u32>>,
+    /// Each training sequence's completion ratios, parallel to `train` (empty when the source
+    /// has none, e.g. a sequences text file).
+    pub train_completion: Vec<Vec<Option<f32>>>,
     /// Validation users: the history the encoder reads and the items to find.
     pub valid: Vec<EvalCase>,
     /// Test users, same shape.
@@ -39,6 +42,9 @@ pub struct EvalCase {
     pub history: Vec<u32>,
     /// The items to find (usually one: the next item).
     pub targets: Vec<u32>,
+    /// The history's completion ratios, parallel to `history` (empty: unknown). The targets'
+    /// own ratios are never part of a case.
+    pub completion: Vec<Option<f32>>,
 }
 
 impl SequenceData {
@@ -53,8 +59,8 @@ impl SequenceData {
                 continue;
             }
             let n = s.len();
-            d.test.push(EvalCase { history: s[..n - 1].to_vec(), targets: vec![s[n - 1]] });
-            d.valid.push(EvalCase { history: s[..n - 2].to_vec(), targets: vec![s[n - 2]] });
+            d.test.push(EvalCase { history: s[..n - 1].to_vec(), targets: vec![s[n - 1]], completion: vec![] });
+            d.valid.push(EvalCase { history: s[..n - 2].to_vec(), targets: vec![s[n - 2]], completion: vec![] });
             d.train.push(s[..n - 1].to_vec());
         }
         d
@@ -64,27 +70,28 @@ impl SequenceData {
     /// (`items[..target_from]` context, `items[target_from..]` targets, predicted one after another)
     /// gives one case per target position `p`: history `items[..p]`, target `items[p]`.
     pub fn from_splits(n_items: usize, s: &crate::data::split::Splits) -> Self {
-        let rows = |r: &crate::data::split::SplitRows| -> Vec<(Vec<u32>, usize)> {
+        type Row = (Vec<u32>, Vec<Option<f32>>, usize);
+        let rows = |r: &crate::data::split::SplitRows| -> Vec<Row> {
             (0..r.len())
-                .map(|i| (r.item[r.offsets[i] as usize..r.offsets[i + 1] as usize].to_vec(), r.target_from[i] as usize))
+                .map(|i| {
+                    let span = r.offsets[i] as usize..r.offsets[i + 1] as usize;
+                    let ratios = r.completion.get(span.clone()).map(<[_]>::to_vec).unwrap_or_default();
+                    (r.item[span].to_vec(), ratios, r.target_from[i] as usize)
+                })
                 .collect()
         };
         let cases = |r: &crate::data::split::SplitRows| -> Vec<EvalCase> {
             rows(r)
                 .into_iter()
-                .flat_map(|(items, from)| {
+                .flat_map(|(items, ratios, from)| {
                     (from.max(1)..items.len())
-                        .map(|p| EvalCase { history: items[..p].to_vec(), targets: vec![items[p]] })
+                        .map(|p| EvalCase { history: items[..p].to_vec(), targets: vec![items[p]], completion: ratios.get(..p).map(<[_]>::to_vec).unwrap_or_default() })
                         .collect::<Vec<_>>()
                 })
                 .collect()
         };
-        SequenceData {
-            n_items,
-            train: rows(&s.train).into_iter().map(|(items, _)| items).filter(|v| v.len() >= 2).collect(),
-            valid: cases(&s.valid),
-            test: cases(&s.test),
-        }
+        let (train, train_completion) = rows(&s.train).into_iter().filter(|(items, _, _)| items.len() >= 2).map(|(items, ratios, _)| (items, ratios)).unzip();
+        SequenceData { n_items, train, train_completion, valid: cases(&s.valid), test: cases(&s.test) }
     }
 
     /// Checks that every item index lies in the catalog.

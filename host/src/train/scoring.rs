@@ -38,7 +38,8 @@ impl Scorer for EncoderScorer<'_> {
     }
     fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
         let hist: Vec<&[u32]> = users.iter().map(|&u| self.cases[u].history.as_slice()).collect();
-        Ok(self.model.user_vectors(&self.table, &hist, &self.device)?)
+        let ratios: Vec<&[Option<f32>]> = users.iter().map(|&u| self.cases[u].completion.as_slice()).collect();
+        Ok(self.model.user_vectors(&self.table, &hist, &ratios, &self.device)?)
     }
     /// Histories of equal (truncated) length pad to the same width.
     fn batch_key(&self, user: usize) -> usize {
@@ -74,7 +75,8 @@ pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &Eval
     let bias = model.item_bias()?;
     for (b, chunk) in cases.chunks(params.batch_users.max(1)).enumerate() {
         let hist: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
-        let users = model.user_vectors(&rows, &hist, device)?;
+        let ratios: Vec<&[Option<f32>]> = chunk.iter().map(|c| c.completion.as_slice()).collect();
+        let users = model.user_vectors(&rows, &hist, &ratios, device)?;
         let mut batch = Vec::new();
         for (i, case) in chunk.iter().enumerate() {
             if case.targets.is_empty() {

@@ -3,7 +3,7 @@
 //! in candle ops, against ID-only SASRec. Steps alternate between the three; the medians are
 //! compared, so load on a shared machine hits each side alike.
 //!
-//! Usage: fusion_step PLUGIN_DIR [STEPS] [N_ITEMS]
+//! Usage: fusion_step PLUGIN_DIR [STEPS] [N_ITEMS] [LEN]
 //! Prints one JSON line per side (median and quartiles in ms) and the ratios.
 use candle_core::{Device, Tensor, D};
 use encore::models::fusion_plan::ModalityInput;
@@ -19,7 +19,6 @@ use std::time::Instant;
 const DIMS: [(&str, usize); 3] = [("mgphot", 58), ("audio-dsp", 99), ("lyrics", 384)];
 const HIDDEN: usize = 64;
 const BATCH: usize = 128;
-const LEN: usize = 50;
 
 /// The weighted-sum fusion written by hand: per-input Linear, L2 norm, softmax weights.
 struct HandWritten {
@@ -54,6 +53,8 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.len() >= 2, "usage: fusion_step PLUGIN_DIR [STEPS] [N_ITEMS]");
     let steps: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(30);
     let n: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(20_000);
+    #[allow(non_snake_case)]
+    let LEN: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(50);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(1);
     let mods: Vec<ModalityInput> = DIMS

@@ -132,6 +132,7 @@ impl Runtime {
         if config.memory_mib == 0 || config.fuel == 0 {
             anyhow::bail!("[sandbox] memory_mib and fuel must be positive");
         }
+        memory_cap_bytes(config.memory_mib).map_err(|e| anyhow::anyhow!("[sandbox] memory_mib: {e}"))?;
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.consume_fuel(true);
@@ -252,6 +253,35 @@ impl Runtime {
     }
 }
 
+/// `memory_mib` in bytes, checked: the product must not overflow (`17592186044416 << 20` wrapped
+/// to a cap of 0 bytes) nor exceed the machine's physical memory. The error says which limit was
+/// crossed; callers name the setting (`--memory-mib`, `[sandbox] memory_mib`).
+pub fn memory_cap_bytes(memory_mib: u64) -> Result<u64, String> {
+    let bytes = memory_mib.checked_mul(1 << 20).ok_or_else(|| format!("{memory_mib} MiB does not fit in 64 bits of bytes"))?;
+    if let Some(total) = physical_memory() {
+        if bytes > total {
+            return Err(format!("{memory_mib} MiB is more than this machine's {} MiB of memory", total >> 20));
+        }
+    }
+    if bytes == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(bytes)
+}
+
+/// Physical memory in bytes, when the OS says.
+fn physical_memory() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system constants.
+        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && page > 0 {
+            return (pages as u64).checked_mul(page as u64);
+        }
+    }
+    None
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -326,7 +356,7 @@ impl Plugin {
         let cfg = &self.runtime.config;
         let state = HostState {
             plugin: self.id.name.clone(),
-            memory_cap: cfg.memory_mib << 20,
+            memory_cap: self.memory_cap(),
             memory_requested: None,
             panic: None,
             denied: None,
@@ -444,7 +474,8 @@ impl Plugin {
 
     /// The memory cap in bytes, so callers can refuse inputs that cannot fit before sending them.
     pub(crate) fn memory_cap(&self) -> u64 {
-        self.runtime.config.memory_mib << 20
+        // `Runtime::new` refused values that overflow; saturating is belt and braces.
+        self.runtime.config.memory_mib.saturating_mul(1 << 20)
     }
 }
 
@@ -543,4 +574,23 @@ fn grant(
 struct Datetime {
     seconds: u64,
     nanoseconds: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_caps_that_overflow_or_exceed_the_machine_are_refused() {
+        assert_eq!(memory_cap_bytes(256), Ok(256 << 20));
+        // 2^44 MiB is 2^64 bytes: it wrapped to a cap of 0.
+        assert!(memory_cap_bytes(17_592_186_044_416).unwrap_err().contains("does not fit in 64 bits"));
+        if physical_memory().is_some() {
+            assert!(memory_cap_bytes(1 << 40).unwrap_err().contains("more than this machine's"));
+        }
+        assert!(memory_cap_bytes(0).is_err());
+        let cfg = SandboxConfig { memory_mib: 17_592_186_044_416, ..SandboxConfig::default() };
+        let e = Runtime::new(cfg, None).err().expect("refused").to_string();
+        assert!(e.contains("[sandbox] memory_mib"), "{e}");
+    }
 }

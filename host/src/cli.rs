@@ -25,8 +25,8 @@ pub struct SandboxArgs {
     /// the directory `cargo plugins` builds into.
     #[arg(long = "plugins", value_name = "DIR", global = true)]
     pub plugin_dirs: Vec<PathBuf>,
-    /// Memory cap per plugin instance, in MiB.
-    #[arg(long, global = true, default_value_t = SandboxConfig::default().memory_mib)]
+    /// Memory cap per plugin instance, in MiB (at most the machine's memory).
+    #[arg(long, global = true, default_value_t = SandboxConfig::default().memory_mib, value_parser = parse_memory_mib)]
     pub memory_mib: u64,
     /// Fuel per plugin call (about one unit per Wasm instruction).
     #[arg(long, global = true, default_value_t = SandboxConfig::default().fuel)]
@@ -44,6 +44,14 @@ pub struct SandboxArgs {
     /// here resolve from $ENCORE_MODEL_<NAME>.
     #[arg(long = "model-dir", value_name = "NAME=PATH", global = true, value_parser = crate::hostmodels::parse_model_flag)]
     pub models: Vec<(String, PathBuf)>,
+}
+
+/// `--memory-mib`: a count of MiB whose byte count fits in 64 bits and in this machine's memory
+/// (clap's error names the flag).
+fn parse_memory_mib(s: &str) -> Result<u64, String> {
+    let mib = s.parse::<u64>().map_err(|e| e.to_string())?;
+    plugins::runtime::memory_cap_bytes(mib)?;
+    Ok(mib)
 }
 
 impl SandboxArgs {

@@ -35,7 +35,8 @@ pub struct RankingsFile {
 }
 
 /// Reads and validates `path`. `n_items` overrides the file's metadata. Errors name the file and
-/// the row (0-based, counting from the first row of the file).
+/// the row (0-based, counting from the first row of the file). A null list is an error, and so is
+/// a file without a single user with targets.
 pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -69,8 +70,14 @@ pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
         let ranked = lists(&col("ranked")?, row).with_context(|| format!("{}: column `ranked`", path.display()))?;
         let targets = lists(&col("targets")?, row).with_context(|| format!("{}: column `targets`", path.display()))?;
         for ((user, ranked), targets) in users.into_iter().zip(ranked).zip(targets) {
-            let ranking = validate(ranked, targets, n_items)
-                .with_context(|| format!("{}: row {row} (user {user})", path.display()))?;
+            // A null list is not an empty one: read as empty, a null ranking would score 0 and
+            // pass unnoticed.
+            let ranking = match (ranked, targets) {
+                (Some(ranked), Some(targets)) => validate(ranked, targets, n_items),
+                (None, _) => Err(anyhow::anyhow!("`ranked` is null: write the ranked items, best first")),
+                (_, None) => Err(anyhow::anyhow!("`targets` is null: write the target items (an empty list skips the user)")),
+            }
+            .with_context(|| format!("{}: row {row} (user {user})", path.display()))?;
             match ranking {
                 Some(r) => out.rankings.push(r),
                 None => out.skipped_no_targets += 1,
@@ -78,6 +85,14 @@ pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
             out.users.push(user);
             row += 1;
         }
+    }
+    // Every metric would read 0 over no users; that is no evaluation, not a result.
+    if out.rankings.is_empty() {
+        bail!(
+            "{}: no user to evaluate: {row} rows, {} of them without targets; each row needs `ranked` and at least one item in `targets`",
+            path.display(),
+            out.skipped_no_targets
+        );
     }
     Ok(out)
 }
@@ -114,7 +129,8 @@ fn texts(a: &ArrayRef) -> anyhow::Result<Vec<String>> {
     })
 }
 
-fn lists(a: &ArrayRef, first_row: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+/// The lists of a column, `None` for a null list.
+fn lists(a: &ArrayRef, first_row: usize) -> anyhow::Result<Vec<Option<Vec<u32>>>> {
     let (offsets, values): (Vec<usize>, ArrayRef) = match a.data_type() {
         DataType::List(_) => {
             let l = a.as_list::<i32>();
@@ -136,7 +152,7 @@ fn lists(a: &ArrayRef, first_row: usize) -> anyhow::Result<Vec<Vec<u32>>> {
     let mut out = Vec::with_capacity(a.len());
     for r in 0..a.len() {
         if a.is_null(r) {
-            out.push(Vec::new());
+            out.push(None);
             continue;
         }
         let mut v = Vec::with_capacity(offsets[r + 1] - offsets[r]);
@@ -147,7 +163,7 @@ fn lists(a: &ArrayRef, first_row: usize) -> anyhow::Result<Vec<Vec<u32>>> {
                 None => bail!("row {}: a null item", first_row + r),
             }
         }
-        out.push(v);
+        out.push(Some(v));
     }
     Ok(out)
 }

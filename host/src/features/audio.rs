@@ -1,8 +1,16 @@
 //! Audio input for extractors: a track's clip is `<dir>/<track_id>.{wav,flac,mp3,ogg}` (with `:`
 //! written `_`, as `encore data synth` names its clips). The host decodes it with symphonia, mixes
-//! it down to mono f32 (the mean of the channels), optionally keeps only the first seconds, and
-//! resamples it with rubato's FFT resampler to the rate the plugin's spec asks for.
+//! it down to mono f32 (the mean of the channels), keeps only the first seconds, and resamples it
+//! with rubato's FFT resampler to the rate the plugin's spec asks for.
+//!
+//! Clips are untrusted input. Their headers are checked before anything is sized from them
+//! ([`CLIP_RATES`], [`MAX_CHANNELS`]); the decoded samples never grow past the cap of
+//! `max_seconds`; samples that are not finite or far beyond full scale make the clip unusable; and
+//! a panic inside the decoder or the resampler is caught and reported as this clip's error, so one
+//! hostile file costs one missing track, never the run.
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
@@ -18,17 +26,48 @@ pub const EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
 /// Identifies the decoding and resampling, so a change of method invalidates cached features.
 pub const METHOD: &str = "symphonia-0.5/mono-mean/rubato-0.16-fft";
 
+/// Sample rates accepted, for clips and for the rate a plugin asks for. The resampler works in
+/// chunks of 1024 input frames, so a clip at a few Hz would make one chunk minutes long at the
+/// output rate (a 1 Hz clip resampled to 22050 Hz: 90 MB per chunk from an 8 KB file); rubato
+/// sizes its FFTs from the rates, so 0xFFFFFFFF Hz asked for 23 GB. Real audio lies well inside.
+pub const CLIP_RATES: RangeInclusive<u32> = 1_000..=768_000;
+
+/// Most channels a clip may declare (symphonia's channel masks stop at 32 as well).
+pub const MAX_CHANNELS: usize = 32;
+
+/// The clip cap when none is configured: the first 10 minutes. With the cap, a clip's decoded
+/// PCM is at most `max_seconds · rate · 4` bytes whatever its header declares.
+pub const DEFAULT_MAX_SECONDS: f32 = 600.0;
+
+/// The largest `max_seconds` accepted: one day.
+pub const MAX_SECONDS_LIMIT: f32 = 86_400.0;
+
+/// Samples louder than this (60 dB over full scale) are not audio but garbage, e.g. a float WAV
+/// written in integer scale or filled with 3e38; they would overflow the resampler's FFT to
+/// infinities. Decoders of integer formats never exceed 1.
+pub const MAX_ABS_SAMPLE: f32 = 1_000.0;
+
 /// Why a clip gave no PCM. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    // The OS error is in the message and deliberately not a `#[source]`: the message becomes a
+    // track's stored reason on its own, and a source would print the OS error twice in a chain.
+    #[error("{path}: cannot read: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// The header declares something no real clip has (a sample rate of 0, 4 billion Hz, 200
+    /// channels); nothing is decoded or allocated from it.
+    #[error("{path}: refused before decoding: {message}")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is out of range, and the range.
+        message: String,
     },
     /// The container or codec is not recognised, or a packet does not decode.
     #[error("{path}: cannot decode: {message}")]
@@ -56,6 +95,15 @@ pub enum AudioError {
         /// rubato's message.
         message: String,
     },
+    /// The decoder or the resampler panicked on this file (a bug they have with hostile input);
+    /// the panic was contained to this clip.
+    #[error("{path}: the decoder panicked on this file (it is corrupt or hostile; re-encode it to use it): {message}")]
+    Panic {
+        /// The file.
+        path: PathBuf,
+        /// The panic's message and where it happened.
+        message: String,
+    },
 }
 
 /// Decoded mono PCM.
@@ -73,10 +121,105 @@ pub fn find_clip(dir: &Path, track_id: &str) -> Option<PathBuf> {
     EXTENSIONS.iter().map(|e| dir.join(format!("{stem}.{e}"))).find(|p| p.is_file())
 }
 
-/// Decodes `path` to mono f32, keeping at most `max_seconds` (from the start) when given.
+/// Most frames a packet may declare. Decoders size their buffers from it (FLAC's largest block
+/// is 65535 frames, ADPCM WAV's about 131000); with [`MAX_CHANNELS`] and 8-byte samples this
+/// bounds a packet's buffers to 32 MiB.
+const MAX_FRAMES_PER_PACKET: u64 = 1 << 17;
+
+/// The clip cap in force: `max_seconds`, or [`DEFAULT_MAX_SECONDS`] when none is configured.
+pub fn cap_seconds(max_seconds: Option<f32>) -> f32 {
+    max_seconds.unwrap_or(DEFAULT_MAX_SECONDS)
+}
+
+/// Checks a configured clip cap: positive, finite, at most [`MAX_SECONDS_LIMIT`].
+pub fn check_max_seconds(s: f32) -> Result<(), String> {
+    if s.is_finite() && s > 0.0 && s <= MAX_SECONDS_LIMIT {
+        Ok(())
+    } else {
+        Err(format!("must be positive and at most {MAX_SECONDS_LIMIT} seconds (one day), got {s}"))
+    }
+}
+
+fn check_rate(what: &str, rate: u32) -> Result<(), String> {
+    if CLIP_RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("{what} sample rate {rate} Hz is outside {}..={} Hz", CLIP_RATES.start(), CLIP_RATES.end()))
+    }
+}
+
+fn check_channels(n: usize) -> Result<(), String> {
+    if (1..=MAX_CHANNELS).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("{n} channels (1 to {MAX_CHANNELS} are accepted)"))
+    }
+}
+
+/// Reads the `fmt ` chunks of a RIFF/WAVE file and refuses what symphonia cannot take safely: it
+/// panics on a rate of 0 while probing, before any check of its own, and reads 1152 frames of
+/// `block_align` bytes per packet. Like symphonia, it walks every chunk up to `data` (a second
+/// `fmt ` replaces the first). Anything else (not RIFF, a short chunk) is left to symphonia.
+fn check_wav_header(file: &mut File) -> Result<(), String> {
+    let mut riff = [0u8; 12];
+    if file.read_exact(&mut riff).is_err() || &riff[..4] != b"RIFF" || &riff[8..] != b"WAVE" {
+        return Ok(());
+    }
+    // Bounded: a hostile file may chain many tiny chunks.
+    for _ in 0..1024 {
+        let mut head = [0u8; 8];
+        if file.read_exact(&mut head).is_err() || &head[..4] == b"data" {
+            break;
+        }
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let mut skip = i64::from(len) + i64::from(len & 1);
+        if &head[..4] == b"fmt " && len >= 16 {
+            let mut f = [0u8; 16];
+            if file.read_exact(&mut f).is_err() {
+                break;
+            }
+            skip -= 16;
+            let u16_at = |i: usize| u16::from_le_bytes([f[i], f[i + 1]]);
+            let (tag, channels, block_align) = (u16_at(0), u16_at(2), u16_at(12));
+            check_rate("declared", u32::from_le_bytes([f[4], f[5], f[6], f[7]]))?;
+            check_channels(usize::from(channels))?;
+            // symphonia computes ADPCM frames per block as block_align - k·channels, in u16.
+            let (min_align, max_align) = match tag {
+                0x0002 => (7 * channels + 1, u16::MAX),
+                0x0011 => (4 * channels + 1, u16::MAX),
+                // PCM, float, A-law, µ-law, extensible: one frame is at most 8 bytes per channel.
+                _ => (1, 8 * channels),
+            };
+            if !(min_align..=max_align).contains(&block_align) {
+                return Err(format!("block align {block_align} bytes for {channels} channels in format {tag:#06x} (expected {min_align}..={max_align})"));
+            }
+        }
+        if file.seek(SeekFrom::Current(skip)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `path` to mono f32, keeping at most the first `max_seconds` ([`DEFAULT_MAX_SECONDS`]
+/// when `None`). A panic inside symphonia is returned as [`AudioError::Panic`].
 pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> {
+    contain(|| decode_unguarded(path, cap_seconds(max_seconds))).unwrap_or_else(|message| Err(AudioError::Panic { path: path.to_path_buf(), message }))
+}
+
+fn decode_unguarded(path: &Path, max_seconds: f32) -> Result<Pcm, AudioError> {
+    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
+    let io_err = |error: std::io::Error| AudioError::Io { path: path.to_path_buf(), error };
+    let mut file = File::open(path).map_err(io_err)?;
+    check_wav_header(&mut file).map_err(header_err)?;
+    file.rewind().map_err(io_err)?;
+    decode_stream(path, file, max_seconds)
+}
+
+/// Decodes an open clip with symphonia, checking what its demuxer reports before decoding.
+fn decode_stream(path: &Path, file: File, max_seconds: f32) -> Result<Pcm, AudioError> {
     let dec_err = |message: String| AudioError::Decode { path: path.to_path_buf(), message };
-    let file = File::open(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
+    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -92,19 +235,28 @@ pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> 
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| dec_err("no audio track".into()))?;
     let track_id = track.id;
-    let mut rate = track.codec_params.sample_rate;
+    // Every container's header, checked before the decoder sizes its buffers from it.
+    let params = &track.codec_params;
+    if let Some(r) = params.sample_rate {
+        check_rate("declared", r).map_err(header_err)?;
+    }
+    if let Some(c) = params.channels {
+        check_channels(c.count()).map_err(header_err)?;
+    }
+    if let Some(n) = params.max_frames_per_packet.filter(|&n| n > MAX_FRAMES_PER_PACKET) {
+        return Err(header_err(format!("{n} frames per packet (at most {MAX_FRAMES_PER_PACKET} are accepted)")));
+    }
+    let mut rate = params.sample_rate;
     let mut decoder = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
+        .make(params, &DecoderOptions::default())
         .map_err(|e| dec_err(format!("unsupported codec: {e}")))?;
     let mut samples: Vec<f32> = Vec::new();
     let mut buf: Option<SampleBuffer<f32>> = None;
     let (mut packets, mut bad_packets, mut first_error) = (0usize, 0usize, None);
-    let limit = |rate: Option<u32>| max_seconds.zip(rate).map(|(s, r)| (f64::from(s) * f64::from(r)).round() as usize);
+    let cap = |rate: u32| (f64::from(max_seconds) * f64::from(rate)).round() as usize;
     loop {
-        if let Some(n) = limit(rate) {
-            if samples.len() >= n {
-                break;
-            }
+        if rate.is_some_and(|r| samples.len() >= cap(r)) {
+            break;
         }
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -126,37 +278,86 @@ pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> 
             Err(e) => return Err(dec_err(format!("decoding the packet at {}: {e}", packet.ts()))),
         };
         let spec = *decoded.spec();
+        // A stream may change its rate or layout mid-way (MP3 does); each packet is checked.
+        check_rate("packet", spec.rate).map_err(|m| dec_err(format!("the packet at {}: {m}", packet.ts())))?;
+        check_channels(spec.channels.count()).map_err(|m| dec_err(format!("the packet at {}: {m}", packet.ts())))?;
         rate = Some(spec.rate);
-        let channels = spec.channels.count().max(1);
+        let channels = spec.channels.count();
         if buf.as_ref().is_none_or(|b| b.capacity() < decoded.capacity() * channels) {
             buf = Some(SampleBuffer::new(decoded.capacity() as u64, spec));
         }
         let b = buf.as_mut().expect("allocated above");
         b.copy_interleaved_ref(decoded);
+        let frames = (b.samples().len() / channels).min(cap(spec.rate).saturating_sub(samples.len()));
+        if samples.capacity() < samples.len() + frames {
+            // Doubling as `extend` would, but never past the cap: whatever the header declares,
+            // the clip's PCM stays within `max_seconds · rate` samples.
+            let want = (2 * samples.capacity()).clamp(samples.len() + frames, cap(spec.rate));
+            samples.reserve_exact(want - samples.len());
+        }
         let inv = 1.0 / channels as f32;
-        samples.extend(b.samples().chunks_exact(channels).map(|f| f.iter().sum::<f32>() * inv));
+        samples.extend(b.samples().chunks_exact(channels).take(frames).map(|f| f.iter().sum::<f32>() * inv));
     }
     if bad_packets > 0 && bad_packets * 10 > packets {
         return Err(dec_err(format!("{bad_packets} of {packets} packets do not decode (first: {})", first_error.unwrap_or_default())));
-    }
-    if let Some(n) = limit(rate) {
-        samples.truncate(n);
     }
     let rate = rate.ok_or_else(|| dec_err("no sample rate".into()))?;
     if samples.is_empty() {
         return Err(AudioError::Empty { path: path.to_path_buf() });
     }
-    if let Some(x) = samples.iter().find(|x| !x.is_finite()) {
-        return Err(dec_err(format!("non-finite sample {x}")));
+    if let Some((i, x)) = samples.iter().enumerate().find(|(_, x)| !(x.abs() <= MAX_ABS_SAMPLE)) {
+        let at = i as f64 / f64::from(rate);
+        return Err(dec_err(format!("sample {x:e} at {at:.3} s is not finite or beyond ±{MAX_ABS_SAMPLE} (audio lies within ±1): the file is not usable audio")));
     }
     Ok(Pcm { samples, rate })
 }
 
+/// Runs `f`, turning a panic into its message and location. The panic hook stays quiet for
+/// contained panics (the message goes into the clip's error instead of stderr) and passes every
+/// other panic on to the hook that was installed before.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::cell::{Cell, RefCell};
+    thread_local! {
+        static CONTAINED: Cell<bool> = const { Cell::new(false) };
+        static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CONTAINED.with(Cell::get) {
+                let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+                let msg = info.payload_as_str().unwrap_or("a panic without a message");
+                LAST.with(|last| *last.borrow_mut() = Some(format!("{msg}{at}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = CONTAINED.with(|c| c.replace(true));
+    // AssertUnwindSafe: after a panic nothing `f` touched is looked at again; the decoder, the
+    // resampler and their buffers are all local to the call and dropped while unwinding.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(was));
+    result.map_err(|payload| {
+        LAST.with(|last| last.borrow_mut().take()).unwrap_or_else(|| {
+            payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic without a message".into())
+        })
+    })
+}
+
 /// Resamples mono PCM from `from` Hz to `to` Hz with rubato's synchronous FFT resampler (its
 /// anti-aliasing filter included); the output has `round(len · to / from)` samples, aligned with
-/// the input (the resampler's delay removed).
+/// the input (the resampler's delay removed). Both rates must lie in [`CLIP_RATES`] (rubato sizes
+/// its FFTs from them) and every sample within ±[`MAX_ABS_SAMPLE`].
 pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
     use rubato::{FftFixedIn, Resampler};
+    check_rate("input", from)?;
+    check_rate("output", to)?;
+    // Beyond this the FFT overflows to infinities, and rubato unwraps the error that follows.
+    if let Some(v) = x.iter().find(|v| !(v.abs() <= MAX_ABS_SAMPLE)) {
+        return Err(format!("sample {v:e} is not finite or beyond ±{MAX_ABS_SAMPLE}"));
+    }
     if from == to {
         return Ok(x.to_vec());
     }
@@ -187,10 +388,18 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
     Ok(out)
 }
 
-/// Decodes `path`, keeps at most `max_seconds`, and resamples to `rate`.
+/// Decodes `path`, keeps at most `max_seconds` ([`DEFAULT_MAX_SECONDS`] when `None`), and
+/// resamples to `rate`. Never panics: a panic in symphonia or rubato is this clip's
+/// [`AudioError::Panic`].
 pub fn load(path: &Path, rate: u32, max_seconds: Option<f32>) -> Result<Vec<f32>, AudioError> {
-    let pcm = decode(path, max_seconds)?;
-    resample(&pcm.samples, pcm.rate, rate).map_err(|message| AudioError::Resample { path: path.to_path_buf(), from: pcm.rate, to: rate, message })
+    let run = || {
+        let pcm = decode_unguarded(path, cap_seconds(max_seconds))?;
+        if pcm.rate == rate {
+            return Ok(pcm.samples);
+        }
+        resample(&pcm.samples, pcm.rate, rate).map_err(|message| AudioError::Resample { path: path.to_path_buf(), from: pcm.rate, to: rate, message })
+    };
+    contain(run).unwrap_or_else(|message| Err(AudioError::Panic { path: path.to_path_buf(), message }))
 }
 
 #[cfg(test)]
@@ -214,5 +423,24 @@ mod tests {
             assert!((y[n] - want).abs() < 0.02, "sample {n}: {} vs {want}", y[n]);
         }
         assert_eq!(resample(&x, from, from).unwrap(), x);
+    }
+
+    #[test]
+    fn a_panic_in_symphonia_is_contained_with_its_message_and_place() {
+        // A WAV with a sample rate of 0, past the host's own header check: symphonia's probe
+        // panics ("TimeBase cannot have 0 numerator or denominator").
+        let mut v = b"RIFF\x28\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00".to_vec();
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&[2, 0, 16, 0]);
+        v.extend_from_slice(b"data\x04\x00\x00\x00\x00\x00\x00\x00");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zero.wav");
+        std::fs::write(&p, &v).unwrap();
+        let e = contain(|| decode_stream(&p, File::open(&p).unwrap(), 1.0)).expect_err("symphonia panics on this file");
+        assert!(e.contains("TimeBase") && e.contains("units.rs"), "{e}");
+        // The thread is usable afterwards, and a later panic is contained again.
+        assert_eq!(contain(|| 7), Ok(7));
+        assert!(contain(|| panic!("second")).unwrap_err().starts_with("second (at "));
     }
 }

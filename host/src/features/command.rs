@@ -34,7 +34,7 @@ pub struct ExtractArgs {
     /// Clip directory: <track_id>.{wav,flac,mp3,ogg}.
     #[arg(long)]
     pub audio: Option<PathBuf>,
-    /// Keep only the first N seconds of each clip.
+    /// Keep only the first N seconds of each clip (default 600; it also bounds what a clip may cost).
     #[arg(long)]
     pub max_seconds: Option<f32>,
     /// Tracks per plugin call (default 8 for audio extractors, 256 otherwise).
@@ -114,9 +114,7 @@ pub fn extract_all(runtime: &Runtime, dirs: &[PathBuf], cfg: &FeaturesConfig, pr
         models_key: runtime.models().cache_key(),
     };
     if let Some(m) = opts.max_seconds {
-        if !(m.is_finite() && m > 0.0) {
-            bail!("--max-seconds must be positive, got {m}");
-        }
+        super::audio::check_max_seconds(m).map_err(|e| anyhow::anyhow!("--max-seconds (or max_seconds in [features]) {e}"))?;
     }
     // Load every plugin first: a typo should fail before hours of extraction.
     let plugins = cfg.extractor.iter().map(|e| discover::find(runtime, dirs, &e.plugin, PluginKind::Extractor)).collect::<anyhow::Result<Vec<_>>>()?;

@@ -6,7 +6,7 @@
 //! tracks = "synth/tracks.tsv"  # optional side-car item table: tags, lyrics, mgphot
 //! audio = "synth/clips"        # optional clips: <track_id>.{wav,flac,mp3,ogg}
 //! out = "prepared/features"    # default: <prepared>/features
-//! max_seconds = 30.0           # optional: keep the first seconds of each clip
+//! max_seconds = 30.0           # optional: keep the first seconds of each clip (default 600)
 //! batch = 8                    # optional: tracks per plugin call
 //!
 //! [[features.extractor]]
@@ -31,7 +31,7 @@ pub struct FeaturesConfig {
     pub audio: Option<PathBuf>,
     /// Output directory.
     pub out: Option<PathBuf>,
-    /// Keep only the first seconds of each clip.
+    /// Keep only the first seconds of each clip (default [`super::audio::DEFAULT_MAX_SECONDS`]).
     pub max_seconds: Option<f32>,
     /// Tracks per plugin call.
     pub batch: Option<usize>,

@@ -34,7 +34,7 @@ pub struct ExtractOptions {
     pub out_dir: PathBuf,
     /// Clips: `<dir>/<track_id>.{wav,flac,mp3,ogg}`.
     pub audio_dir: Option<PathBuf>,
-    /// Keep only the first seconds of each clip.
+    /// Keep only the first seconds of each clip; `None`: [`audio::DEFAULT_MAX_SECONDS`].
     pub max_seconds: Option<f32>,
     /// Tracks per plugin call; `None`: 8 for plugins that want audio, 256 otherwise.
     pub batch: Option<usize>,
@@ -106,7 +106,7 @@ fn run_key(wasm_sha: &str, plugin: &Plugin, params: &[(String, ParamValue)], spe
     let mut h = Sha256::new();
     let text = format!(
         "encore-features-v1\nwasm={wasm_sha}\nplugin={} {}\nparams={params:?}\nspec={} {} {:?}\nmax_seconds={:?}\naudio={}\nmodels={:?}\n",
-        i.name, i.version, spec.name, spec.dim, spec.wants_audio, opts.max_seconds.filter(|_| spec.wants_audio.is_some()), audio::METHOD, opts.models_key
+        i.name, i.version, spec.name, spec.dim, spec.wants_audio, spec.wants_audio.map(|_| audio::cap_seconds(opts.max_seconds)), audio::METHOD, opts.models_key
     );
     h.update(text.as_bytes());
     hex(&h.finalize())
@@ -191,6 +191,17 @@ pub fn extract(plugin: &Plugin, params: &[(String, ParamValue)], name_override: 
     let spec = inst.spec().clone();
     let name = name_override.unwrap_or(&spec.name).to_string();
     check_name(&name)?;
+    if let Some(rate) = spec.wants_audio.filter(|r| !audio::CLIP_RATES.contains(r)) {
+        bail!(
+            "extractor `{pname}` ({}) asks for audio at {rate} Hz, outside {}..={} Hz: fix the plugin's spec",
+            plugin.id().path.display(),
+            audio::CLIP_RATES.start(),
+            audio::CLIP_RATES.end()
+        );
+    }
+    if let Some(m) = opts.max_seconds {
+        audio::check_max_seconds(m).map_err(|e| anyhow::anyhow!("max_seconds (--max-seconds or [features]) {e}"))?;
+    }
     if spec.wants_audio.is_some() && opts.audio_dir.is_none() {
         bail!("extractor `{pname}` wants audio ({} Hz): pass --audio DIR (clips named <track_id>.wav/.flac/.mp3/.ogg)", spec.wants_audio.unwrap_or(0));
     }
@@ -442,9 +453,7 @@ fn write_manifest(path: &Path, plugin: &Plugin, wasm_sha: &str, params: &[(Strin
     if let Some(r) = spec.wants_audio {
         t.insert("audio_rate".into(), i64::from(r).into());
         t.insert("audio_method".into(), audio::METHOD.into());
-        if let Some(m) = opts.max_seconds {
-            t.insert("audio_max_seconds".into(), f64::from(m).into());
-        }
+        t.insert("audio_max_seconds".into(), f64::from(audio::cap_seconds(opts.max_seconds)).into());
         if let Some(d) = &opts.audio_dir {
             t.insert("audio_dir".into(), d.display().to_string().into());
         }

@@ -3,7 +3,8 @@
 //! - One [`Engine`] per [`Runtime`], with fuel metering on.
 //! - Compiled components are cached on disk, keyed by a SHA-256 of the `.wasm`, the wasmtime
 //!   version and the engine's compatibility hash, so a second load costs a file read instead of a
-//!   compilation.
+//!   compilation. The entries are native code, so each is loaded only after its MAC checks out
+//!   ([`CompileCache`]).
 //! - One [`Store`] per plugin instance, with a memory cap, a fuel budget per call, and no
 //!   capabilities: the host links its own `encore:plugin/host` interface, and every other import a
 //!   component declares (WASI's cli, io, filesystem, clocks, ...) becomes a stub that stops the
@@ -112,7 +113,7 @@ pub struct PluginInfo {
 pub struct Runtime {
     engine: Engine,
     config: Arc<SandboxConfig>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Arc<CompileCache>>,
     models: ModelRegistry,
 }
 
@@ -127,16 +128,25 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 }
 
 impl Runtime {
-    /// A runtime with these limits. `cache_dir: None` compiles every time.
+    /// A runtime with these limits. `cache_dir: None` compiles every time; so does a cache
+    /// directory that cannot be made private to this user (with a warning saying why).
     pub fn new(config: SandboxConfig, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         if config.memory_mib == 0 || config.fuel == 0 {
             anyhow::bail!("[sandbox] memory_mib and fuel must be positive");
         }
+        memory_cap_bytes(config.memory_mib).map_err(|e| anyhow::anyhow!("[sandbox] memory_mib: {e}"))?;
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.consume_fuel(true);
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
-        Ok(Runtime { engine, config: Arc::new(config), cache_dir, models: ModelRegistry::new() })
+        let cache = cache_dir.and_then(|dir| match CompileCache::open(&dir) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!("not caching compiled plugins in {}: {e}", dir.display());
+                None
+            }
+        });
+        Ok(Runtime { engine, config: Arc::new(config), cache, models: ModelRegistry::new() })
     }
 
     /// The same runtime, with `models` as the models extractor plugins can call (by default, an
@@ -225,31 +235,267 @@ impl Runtime {
     }
 
     fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return Component::from_binary(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e:#}"));
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
         let digest = Sha256::digest(bytes);
-        let key = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", hex(&digest), h.finish());
-        let file = dir.join(format!("{key}.cwasm"));
-        if file.exists() {
-            // SAFETY: the cache only holds files this host serialized with the same wasmtime
-            // version and engine configuration (both are in the key), written by atomic rename.
-            match unsafe { Component::deserialize_file(&self.engine, &file) } {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("ignoring unreadable cache entry {}: {e}", file.display()),
-            }
+        let name = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", hex(&digest), h.finish());
+        if let Some(c) = cache.get(&self.engine, &name) {
+            return Ok(c);
         }
         let component = Component::from_binary(&self.engine, bytes).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         // A cache that cannot be written only costs time; never fail the load for it.
-        if let Ok(serialized) = component.serialize() {
-            if let Err(e) = crate::io::write_atomic(&file, |w| w.write_all(&serialized)) {
-                tracing::debug!("not caching compiled plugin at {}: {e:#}", file.display());
+        match component.serialize() {
+            Ok(serialized) => {
+                if let Err(e) = cache.put(&name, &serialized) {
+                    tracing::debug!("not caching compiled plugin {name} in {}: {e}", cache.dir.display());
+                }
             }
+            Err(e) => tracing::debug!("not caching compiled plugin {name}: {e}"),
         }
         Ok(component)
     }
+}
+
+/// `memory_mib` in bytes, checked: the product must not overflow (`17592186044416 << 20` wrapped
+/// to a cap of 0 bytes) nor exceed the machine's physical memory. The error says which limit was
+/// crossed; callers name the setting (`--memory-mib`, `[sandbox] memory_mib`).
+pub fn memory_cap_bytes(memory_mib: u64) -> Result<u64, String> {
+    let bytes = memory_mib.checked_mul(1 << 20).ok_or_else(|| format!("{memory_mib} MiB does not fit in 64 bits of bytes"))?;
+    if let Some(total) = physical_memory() {
+        if bytes > total {
+            return Err(format!("{memory_mib} MiB is more than this machine's {} MiB of memory", total >> 20));
+        }
+    }
+    if bytes == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(bytes)
+}
+
+/// Physical memory in bytes, when the OS says.
+fn physical_memory() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system constants.
+        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && page > 0 {
+            return (pages as u64).checked_mul(page as u64);
+        }
+    }
+    None
+}
+
+/// The on-disk compilation cache. Its entries are native code that wasmtime maps executable
+/// without checking it, so a bit flipped on disk, or an entry planted by someone who can write
+/// the directory, crashes the host or runs as it. Each `<name>.cwasm` is therefore deserialized
+/// only after its HMAC-SHA256, kept apart in `<name>.cwasm.mac`, matches; the MAC key is random,
+/// made on first use, and never leaves this cache (`cache.key`, mode 0600, in a directory of mode
+/// 0700 owned by this user). An entry that fails the check is compiled again, with a warning.
+pub struct CompileCache {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+/// The MAC key's file name in the cache directory.
+pub const CACHE_KEY_FILE: &str = "cache.key";
+
+impl CompileCache {
+    /// Opens (creating it private when missing) the cache in `dir`, with its key.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        private_dir(dir)?;
+        let key = cache_key(&dir.join(CACHE_KEY_FILE))?;
+        Ok(CompileCache { dir: dir.to_path_buf(), key })
+    }
+
+    fn entry(&self, name: &str) -> (PathBuf, PathBuf) {
+        (self.dir.join(format!("{name}.cwasm")), self.dir.join(format!("{name}.cwasm.mac")))
+    }
+
+    /// The entry's MAC, hex: over its name too, so an entry renamed to another key fails.
+    fn mac(&self, name: &str, bytes: &[u8]) -> String {
+        hex(&hmac_sha256(&self.key, &[name.as_bytes(), &[0], bytes]))
+    }
+
+    /// The cached component `name`, if present and its MAC matches.
+    fn get(&self, engine: &Engine, name: &str) -> Option<Component> {
+        let (file, mac_file) = self.entry(name);
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("cannot read the cache entry {}: {e}; compiling the plugin again", file.display());
+                return None;
+            }
+        };
+        let Ok(stored) = std::fs::read(&mac_file) else {
+            // Expected once per entry after an upgrade from a cache without MACs.
+            tracing::info!("the cache entry {} has no MAC; compiling the plugin again", file.display());
+            return None;
+        };
+        // Compared in constant time: the time a mismatch takes tells nothing about the MAC.
+        let want = self.mac(name, &bytes);
+        let same = stored.len() == want.len() && stored.iter().zip(want.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            tracing::warn!(
+                "the cache entry {} does not match its MAC ({}): damaged, or not written by this cache; compiling the plugin again",
+                file.display(),
+                mac_file.display()
+            );
+            return None;
+        }
+        // SAFETY: wasmtime requires bytes that its own `serialize` produced for a compatible
+        // engine. The MAC proves `put` wrote exactly these bytes under this name, from
+        // `Component::serialize` of this host; the name carries wasmtime's version and the
+        // engine's compatibility hash. They are deserialized from this verified copy in memory,
+        // not from the file, which could change after the check.
+        match unsafe { Component::deserialize(engine, &bytes) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("ignoring the unreadable cache entry {}: {e}", file.display());
+                None
+            }
+        }
+    }
+
+    /// Stores `bytes` as entry `name`: the entry, then its MAC, each written privately and
+    /// renamed into place. A reader that sees one without the other finds a mismatch and compiles.
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let (file, mac_file) = self.entry(name);
+        write_private(&file, bytes)?;
+        write_private(&mac_file, self.mac(name, bytes).as_bytes())
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenated `parts`, for keys of at most 64 bytes. Written over
+/// `sha2` because the `hmac` crate is not otherwise in the tree; tested against RFC 4231.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    assert!(key.len() <= 64, "longer keys are hashed first; ours are 32 bytes");
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    for p in parts {
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Why file metadata is not private to this user, if it is not.
+fn not_private(meta: &std::fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Some(format!("owned by uid {}, not by this user (uid {me})", meta.uid()));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Some(format!("open to other users (mode {:o})", meta.mode() & 0o777));
+        }
+    }
+    let _ = meta;
+    None
+}
+
+/// Creates `dir` (mode 0700), or checks it is this user's and closes it to others.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir)?;
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(std::io::Error::other(format!("{} is owned by uid {}, not by this user (uid {me})", dir.display(), meta.uid())));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// The cache's MAC key at `path`: read when it is 32 bytes private to this user, else (re)made.
+fn cache_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    use rand::RngCore;
+    use std::io::Read;
+    for _ in 0..3 {
+        match std::fs::File::open(path) {
+            Ok(mut f) => {
+                let meta = f.metadata()?;
+                let problem = not_private(&meta).or_else(|| (meta.len() != 32).then(|| format!("{} bytes long instead of 32", meta.len())));
+                match problem {
+                    None => {
+                        let mut key = [0u8; 32];
+                        f.read_exact(&mut key)?;
+                        return Ok(key);
+                    }
+                    Some(why) => {
+                        tracing::warn!("the compile cache's key {} is {why}; making a new one (cached plugins compile again)", path.display());
+                        std::fs::remove_file(path)?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let tmp = private_temp(path);
+        write_new_private(&tmp, &key)?;
+        // A link never replaces a file: when two processes make the key at once, one link wins
+        // and the other process reads the winner's key on the next pass.
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!("{} kept changing while it was read", path.display())))
+}
+
+/// A temporary name next to `path`, unique to this process and call: threads of one process may
+/// write the same entry at once.
+fn private_temp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Creates `path` (it must not exist) with mode 0600 and writes `bytes`, synced.
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Writes `path` privately (mode 0600) through a temporary file renamed into place.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = private_temp(path);
+    let result = write_new_private(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -326,7 +572,7 @@ impl Plugin {
         let cfg = &self.runtime.config;
         let state = HostState {
             plugin: self.id.name.clone(),
-            memory_cap: cfg.memory_mib << 20,
+            memory_cap: self.memory_cap(),
             memory_requested: None,
             panic: None,
             denied: None,
@@ -444,7 +690,8 @@ impl Plugin {
 
     /// The memory cap in bytes, so callers can refuse inputs that cannot fit before sending them.
     pub(crate) fn memory_cap(&self) -> u64 {
-        self.runtime.config.memory_mib << 20
+        // `Runtime::new` refused values that overflow; saturating is belt and braces.
+        self.runtime.config.memory_mib.saturating_mul(1 << 20)
     }
 }
 
@@ -543,4 +790,32 @@ fn grant(
 struct Datetime {
     seconds: u64,
     nanoseconds: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test cases 1 and 2 of RFC 4231.
+        let mac = hmac_sha256(&[0x0b; 20], &[b"Hi There"]);
+        assert_eq!(hex(&mac), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn memory_caps_that_overflow_or_exceed_the_machine_are_refused() {
+        assert_eq!(memory_cap_bytes(256), Ok(256 << 20));
+        // 2^44 MiB is 2^64 bytes: it wrapped to a cap of 0.
+        assert!(memory_cap_bytes(17_592_186_044_416).unwrap_err().contains("does not fit in 64 bits"));
+        if physical_memory().is_some() {
+            assert!(memory_cap_bytes(1 << 40).unwrap_err().contains("more than this machine's"));
+        }
+        assert!(memory_cap_bytes(0).is_err());
+        let cfg = SandboxConfig { memory_mib: 17_592_186_044_416, ..SandboxConfig::default() };
+        let e = Runtime::new(cfg, None).err().expect("refused").to_string();
+        assert!(e.contains("[sandbox] memory_mib"), "{e}");
+    }
 }

@@ -73,3 +73,18 @@ fn rankings_without_a_single_user_to_evaluate_are_an_error_not_zeros() {
         assert!(!ok && err.contains("no user to evaluate") && !out.contains("0.0000"), "{out}{err}");
     }
 }
+
+#[test]
+fn a_missing_input_names_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("train.toml");
+    std::fs::write(&cfg, "[data]\nsequences = \"no-such.txt\"\n\n[encoder]\nkind = \"sasrec\"\n").unwrap();
+    let o = common::encore().args(["train"]).arg(&cfg).arg("--out").arg(dir.path().join("out")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no-such.txt"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let o = common::encore().args(["data", "prepare"]).arg(dir.path().join("no-log.tsv")).arg("--out").arg(dir.path().join("prep")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no-log.tsv"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

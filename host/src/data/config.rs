@@ -125,7 +125,7 @@ impl Default for SplitConfig {
 impl DataConfig {
     /// Reads `path`; relative paths inside are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { file: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| DataError::Io { file: path.into(), cause })?;
         let mut cfg = Self::parse(&text).map_err(|what| DataError::Config { file: path.into(), what })?;
         if let Some(d) = &cfg.completion.durations {
             if d.is_relative() {

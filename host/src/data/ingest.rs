@@ -151,13 +151,13 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Opens `path`, gunzipping when it starts with the gzip magic bytes. The file is opened and
 /// read once (the magic bytes are put back in front), so a pipe (`<(zcat ...)`) works too.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
-    let f = File::open(path).map_err(|source| DataError::Io { file: path.to_path_buf(), source })?;
+    let f = File::open(path).map_err(|cause| DataError::Io { file: path.to_path_buf(), cause })?;
     reader(f, path)
 }
 
 /// [`open`] for a file already open; `path` names it in errors.
 fn reader(mut f: File, path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
-    let io = |source| DataError::Io { file: path.to_path_buf(), source };
+    let io = |cause| DataError::Io { file: path.to_path_buf(), cause };
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut f, &mut magic).map_err(io)?;
     let r = std::io::Cursor::new(magic).take(n as u64).chain(f);
@@ -185,7 +185,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// like any mapped reader, it must not be truncated while it is read. A gzip file, or anything
 /// that cannot be mapped (a pipe), is streamed.
 pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -> Result<Log, DataError> {
-    let io = |source| DataError::Io { file: path.to_path_buf(), source };
+    let io = |cause| DataError::Io { file: path.to_path_buf(), cause };
     let mut file = File::open(path).map_err(io)?;
     // A regular file's first bytes are read and it is rewound; a pipe is opened and read once
     // only (a second open could wait forever for a writer).

@@ -44,13 +44,12 @@ pub enum DataError {
         what: String,
     },
     /// The file could not be opened or read.
-    #[error("reading {file}: {source}")]
+    #[error("reading {file}: {cause}")]
     Io {
         /// The file.
         file: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A config file that does not parse or holds an invalid value.
     #[error("config {file}: {what}")]

@@ -152,7 +152,7 @@ pub fn parse_durations(mut r: impl std::io::Read, path: &Path) -> Result<Duratio
 
 fn parse_duration_lines<S: AsRef<str>>(mut lines: impl Iterator<Item = std::io::Result<S>>, rows: usize, path: &Path) -> Result<Durations, DataError> {
     let err = |what: String| DataError::Table { file: path.into(), what };
-    let io = |source| DataError::Io { file: path.into(), source };
+    let io = |cause| DataError::Io { file: path.into(), cause };
     let header = lines.next().transpose().map_err(io)?.ok_or_else(|| err("empty; expected a header with track_id and duration_s".into()))?;
     let header: Vec<&str> = header.as_ref().trim_end_matches('\r').split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| err(format!("no column `{name}` in the header")));

@@ -45,7 +45,7 @@ pub struct Meta {
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> TrainError {
-    move |source| TrainError::Io { context, source }
+    move |cause| TrainError::Io { context, cause }
 }
 
 fn sha256_file(path: &Path) -> Result<String, TrainError> {
@@ -61,7 +61,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<String,
     let tmp = crate::io::temp_path(path);
     let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
     let written = candle_core::safetensors::save(&map, &tmp)
-        .map_err(|e| TrainError::Io { context: format!("writing {}", tmp.display()), source: std::io::Error::other(e.to_string()) })
+        .map_err(|e| TrainError::Io { context: format!("writing {}", tmp.display()), cause: std::io::Error::other(e.to_string()) })
         .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(format!("syncing {}", tmp.display()))))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("renaming {} to {}", tmp.display(), path.display()))));
     if written.is_err() {
@@ -79,7 +79,7 @@ pub fn write(dir: &Path, stem: &str, tensors: &[(String, Tensor)], mut meta: Met
     let text = toml::to_string(&meta).map_err(|e| TrainError::Config(format!("serialising checkpoint metadata: {e}")))?;
     let meta_path = dir.join(format!("{stem}.toml"));
     crate::io::write_atomic(&meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
-        .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), source: std::io::Error::other(format!("{e:#}")) })?;
+        .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), cause: std::io::Error::other(format!("{e:#}")) })?;
     Ok(meta_path)
 }
 
@@ -88,7 +88,7 @@ pub fn latest(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(TrainError::Io { context: format!("listing {}", dir.display()), source: e }),
+        Err(e) => return Err(TrainError::Io { context: format!("listing {}", dir.display()), cause: e }),
     };
     let mut best: Option<(usize, PathBuf)> = None;
     for e in entries.flatten() {

@@ -37,5 +37,5 @@ pub fn item_embeddings(model: &dyn SeqEncoder, stem: &Path) -> Result<(), TrainE
         w.close()?;
         Ok(())
     })
-    .map_err(|e| TrainError::Io { context: format!("writing {}", path.display()), source: std::io::Error::other(format!("{e:#}")) })
+    .map_err(|e| TrainError::Io { context: format!("writing {}", path.display()), cause: std::io::Error::other(format!("{e:#}")) })
 }

@@ -10,7 +10,14 @@
 //! modalities = ["audio-dsp", "lyrics", "mgphot"]   # features/<name>.parquet
 //! params = { }                                     # handed to the plugin
 //! missing = "mask"                                 # mask (default) | zeros (the paper's behaviour)
+//! standardize = true                               # z-score each feature over the items (default)
 //! ```
+//!
+//! **Standardization** is done here, once, per feature (column) over the items that have a
+//! vector, rather than as a layer norm inside the plan: a layer norm works per item across
+//! features, and cannot undo scales that differ by feature (audio-dsp puts MFCC 0 near −500
+//! beside spectral flatness near 0.01). Missing rows stay zero, which after standardization is
+//! the mean.
 use crate::features::store;
 use crate::models::fusion_plan::{check_size, ModalityInput};
 use crate::models::FusionSpec;
@@ -47,6 +54,9 @@ pub struct FusionConfig {
     /// How a missing vector is treated.
     #[serde(default)]
     pub missing: Missing,
+    /// Z-score each modality's features over the items that have a vector (`false`: raw values).
+    #[serde(default = "yes")]
+    pub standardize: bool,
     /// Offer the ID embedding to the plan as the input `id`; `false` makes a content-only model.
     #[serde(default = "yes")]
     pub id: bool,
@@ -114,6 +124,21 @@ fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<
     Ok(Loaded { values, present, dim })
 }
 
+/// Z-scores every column over the rows present (a constant column becomes 0); missing rows stay 0.
+fn standardize(l: &mut Loaded) {
+    let n = l.present.iter().filter(|&&p| p).count() as f64;
+    for j in 0..l.dim {
+        let col = || l.present.iter().enumerate().filter(|(_, &p)| p).map(|(i, _)| l.values[i * l.dim + j] as f64);
+        let mean = col().sum::<f64>() / n;
+        let var = col().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let sd = var.sqrt();
+        for i in 0..l.present.len() {
+            let v = &mut l.values[i * l.dim + j];
+            *v = if l.present[i] && sd > 1e-12 { ((*v as f64 - mean) / sd) as f32 } else { 0.0 };
+        }
+    }
+}
+
 /// Everything `cfg` needs for an encoder whose item table is `out_dim` wide, over a catalog of
 /// track ids (`items.parquet`'s order): the plugin's validated plan and the modality vectors on
 /// `device`. Every error names the plugin, modality, file or node, before training starts.
@@ -130,7 +155,10 @@ pub fn prepare(cfg: &FusionConfig, features_dir: &Path, catalog: &[String], out_
         }
     }
     let plugin = discover::find(runtime, dirs, &cfg.plugin, PluginKind::Fusion).with_context(|| format!("[fusion] plugin `{}`", cfg.plugin))?;
-    let loaded: Vec<Loaded> = cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
+    let mut loaded: Vec<Loaded> = cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
+    if cfg.standardize {
+        loaded.iter_mut().for_each(standardize);
+    }
     let mut inputs = Vec::new();
     if cfg.id {
         inputs.push(Modality { name: "id".into(), dim: out_dim as u32 });
@@ -161,4 +189,20 @@ pub fn prepare(cfg: &FusionConfig, features_dir: &Path, catalog: &[String], out_
 /// The track ids of a prepared directory's catalog, in item order.
 pub fn catalog(prepared: &Path) -> anyhow::Result<Vec<String>> {
     Ok(crate::features::items::read_items(prepared)?.into_iter().map(|t| t.track_id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standardization_is_per_feature_over_the_items_present() {
+        // Two features with scales 1000 apart; item 1 missing.
+        let mut l = Loaded { values: vec![-500.0, 0.01, 0.0, 0.0, -300.0, 0.03], present: vec![true, false, true], dim: 2 };
+        standardize(&mut l);
+        assert_eq!(l.values, vec![-1.0, -1.0, 0.0, 0.0, 1.0, 1.0]);
+        let mut c = Loaded { values: vec![5.0, 5.0], present: vec![true, true], dim: 1 };
+        standardize(&mut c);
+        assert_eq!(c.values, vec![0.0, 0.0], "a constant feature carries nothing");
+    }
 }

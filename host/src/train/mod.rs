@@ -280,13 +280,14 @@ pub enum TrainError {
         /// What differs.
         reason: String,
     },
-    /// Reading or writing a file failed.
-    #[error("{context}: {source}")]
+    /// Reading or writing a file failed. The cause is in the message and not chained as a
+    /// source, so a report that prints the chain says it once.
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Evaluation failed.
     #[error("evaluation failed: {0:#}")]
@@ -298,7 +299,7 @@ pub enum TrainError {
 /// reads data from, until it reads the data issue's Parquet splits.
 pub fn read_sequences_txt(src: &DataSource) -> Result<SequenceData, TrainError> {
     let path = src.sequences.as_ref().ok_or_else(|| TrainError::Config("[data] needs `sequences` or `prepared`".into()))?;
-    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { context: format!("reading {}", path.display()), source })?;
+    let text = std::fs::read_to_string(path).map_err(|cause| TrainError::Io { context: format!("reading {}", path.display()), cause })?;
     let mut seqs = Vec::new();
     for (ln, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();

@@ -59,11 +59,16 @@ fn main() -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(1);
     let mods: Vec<ModalityInput> = DIMS
         .iter()
-        .map(|&(name, d)| ModalityInput { name: name.into(), values: Tensor::from_vec((0..n * d).map(|_| rng.random_range(-1f32..1.0)).collect(), (n, d), &dev).unwrap(), present: None })
+        .map(|&(name, d)| ModalityInput {
+            name: name.into(),
+            values: Tensor::from_vec((0..n * d).map(|_| rng.random_range(-1f32..1.0)).collect(), (n, d), &dev).unwrap(),
+            present: None,
+        })
         .collect();
     let runtime = Runtime::new(SandboxConfig::default(), None)?;
     let plugin = encore::plugins::discover::find(&runtime, &[args[1].clone().into()], "weighted-sum", PluginKind::Fusion)?;
-    let inputs: Vec<fusion::Modality> = std::iter::once(("id", HIDDEN)).chain(DIMS).map(|(name, dim)| fusion::Modality { name: name.into(), dim: dim as u32 }).collect();
+    let inputs: Vec<fusion::Modality> =
+        std::iter::once(("id", HIDDEN)).chain(DIMS).map(|(name, dim)| fusion::Modality { name: name.into(), dim: dim as u32 }).collect();
     let plan = fusion::plan(&plugin, &inputs, HIDDEN as u32, &[])?;
     let cfg = EncoderConfig::SasRec(SasRecConfig { hidden_size: HIDDEN, max_len: LEN, hidden_dropout: 0.2, attn_dropout: 0.2, ..Default::default() });
 
@@ -73,7 +78,11 @@ fn main() -> anyhow::Result<()> {
         let model = cfg.build(n, &mut p, fused)?;
         let hw = if hand {
             let id = p.named_vars().into_iter().find(|(k, _)| k == "item_embedding.weight").map(|(_, v)| v.as_tensor().clone()).expect("SASRec's table");
-            let lins = std::iter::once(HIDDEN).chain(DIMS.iter().map(|d| d.1)).enumerate().map(|(i, d)| Linear::torch_default(&mut p, &format!("hand.{i}"), d, HIDDEN)).collect::<Result<Vec<_>, _>>()?;
+            let lins = std::iter::once(HIDDEN)
+                .chain(DIMS.iter().map(|d| d.1))
+                .enumerate()
+                .map(|(i, d)| Linear::torch_default(&mut p, &format!("hand.{i}"), d, HIDDEN))
+                .collect::<Result<Vec<_>, _>>()?;
             let logits = p.var("hand.weights", &[DIMS.len() + 1], Init::Zeros)?;
             Some(HandWritten { id, lins, logits, mods: mods.iter().map(|m| m.values.clone()).collect() })
         } else {
@@ -115,8 +124,19 @@ fn main() -> anyhow::Result<()> {
     let mut med = [0.0; 3];
     for (s, v) in times.iter_mut().enumerate() {
         med[s] = q(v, 0.5);
-        println!("{{\"side\": \"{}\", \"steps\": {}, \"median_ms\": {:.2}, \"q25_ms\": {:.2}, \"q75_ms\": {:.2}}}", names[s], v.len(), med[s], q(v, 0.25), q(v, 0.75));
+        println!(
+            "{{\"side\": \"{}\", \"steps\": {}, \"median_ms\": {:.2}, \"q25_ms\": {:.2}, \"q75_ms\": {:.2}}}",
+            names[s],
+            v.len(),
+            med[s],
+            q(v, 0.25),
+            q(v, 0.75)
+        );
     }
-    println!("{{\"items\": {n}, \"batch\": {BATCH}, \"len\": {LEN}, \"plan_over_hand\": {:.3}, \"plan_over_id_only\": {:.3}}}", med[0] / med[1], med[0] / med[2]);
+    println!(
+        "{{\"items\": {n}, \"batch\": {BATCH}, \"len\": {LEN}, \"plan_over_hand\": {:.3}, \"plan_over_id_only\": {:.3}}}",
+        med[0] / med[1],
+        med[0] / med[2]
+    );
     Ok(())
 }

@@ -15,9 +15,7 @@ fn main() -> anyhow::Result<()> {
     let (mut users, mut ranked, mut targets) = (Vec::new(), Vec::new(), Vec::new());
     for u in 0..n_users {
         let taste: Vec<f32> = (0..dim).map(|_| normal(&mut rng)).collect();
-        let score = |i: usize, noise: f32| {
-            (0..dim).map(|d| taste[d] * items[i * dim + d]).sum::<f32>() * 0.5 + popularity[i] + noise
-        };
+        let score = |i: usize, noise: f32| (0..dim).map(|d| taste[d] * items[i * dim + d]).sum::<f32>() * 0.5 + popularity[i] + noise;
         // Targets: what the user "really" plays next, from the true model plus noise.
         let truth: Vec<f32> = (0..n_items).map(|i| score(i, 2.0 * normal(&mut rng))).collect();
         let mut order: Vec<usize> = (0..n_items).collect();

@@ -128,10 +128,7 @@ fn main() -> anyhow::Result<()> {
     let (n_users, n_items, dim, reps) = (arg("--users", 100_000), arg("--items", 20_000), arg("--dim", 64), arg("--reps", 2));
     let runtime = Runtime::new(SandboxConfig::default(), encore::plugins::runtime::default_cache_dir())?;
     let dirs = discover::search_path(&[]);
-    let plugins = METRICS
-        .iter()
-        .map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plugins = METRICS.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let users: Vec<f32> = (0..n_users * dim).map(|_| rng.random::<f32>() - 0.5).collect();
@@ -146,12 +143,8 @@ fn main() -> anyhow::Result<()> {
     let opts = RankOptions { batch_users: 1024, mask_seen: true };
     println!("full ranking: {n_users} users × {n_items} items, dim {dim}, metrics {METRICS:?} at K = {KS:?}");
 
-    let mut both = Both {
-        native: NativeSink::new(n_items as u32, false),
-        plugins: MetricSuite::new(&plugins, &KS, n_items as u32)?,
-        native_s: 0.0,
-        plugin_s: 0.0,
-    };
+    let mut both =
+        Both { native: NativeSink::new(n_items as u32, false), plugins: MetricSuite::new(&plugins, &KS, n_items as u32)?, native_s: 0.0, plugin_s: 0.0 };
     let t = Instant::now();
     full_ranking(&scorer, &eval_users, &mut both, opts)?;
     let total = t.elapsed().as_secs_f64();
@@ -163,11 +156,7 @@ fn main() -> anyhow::Result<()> {
     }
     let shared = total - both.native_s - both.plugin_s;
     let (n, p) = (shared + both.native_s, shared + both.plugin_s + finish_s);
-    println!(
-        "one pass, both sinks: scoring + top-K {shared:.3} s, native metrics {:.3} s, plugin metrics {:.3} s",
-        both.native_s,
-        both.plugin_s + finish_s
-    );
+    println!("one pass, both sinks: scoring + top-K {shared:.3} s, native metrics {:.3} s, plugin metrics {:.3} s", both.native_s, both.plugin_s + finish_s);
     println!("end to end: native {n:.3} s, plugins {p:.3} s, ratio {:.4} (overhead {:+.2}%)", p / n, (p / n - 1.0) * 100.0);
 
     let (mut best_native, mut best_plugin) = (f64::MAX, f64::MAX);

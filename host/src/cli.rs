@@ -66,7 +66,8 @@ impl SandboxArgs {
         let mut env = base.grants.env.clone();
         env.extend(self.grant_env.iter().filter(|e| !base.grants.env.contains(e)).cloned());
         let grants = plugins::Grants { env, clock: self.grant_clock || base.grants.clock };
-        let cfg = SandboxConfig { memory_mib: pick(self.memory_mib, default.memory_mib, base.memory_mib), fuel: pick(self.fuel, default.fuel, base.fuel), grants };
+        let cfg =
+            SandboxConfig { memory_mib: pick(self.memory_mib, default.memory_mib, base.memory_mib), fuel: pick(self.fuel, default.fuel, base.fuel), grants };
         let models = self.models.iter().fold(crate::hostmodels::ModelRegistry::new(), |r, (name, path)| r.with(name, path));
         Ok(Runtime::new(cfg, if self.no_cache { None } else { plugins::runtime::default_cache_dir() })?.with_models(models))
     }
@@ -275,11 +276,23 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
     );
     let fusion = match &cfg.fusion {
         Some(f) => {
-            let prepared = source.prepared.as_ref().with_context(|| format!("{}: [fusion] needs [data] prepared (a directory from `encore data prepare`), whose catalog the features match", args.config.display()))?;
+            let prepared = source.prepared.as_ref().with_context(|| {
+                format!("{}: [fusion] needs [data] prepared (a directory from `encore data prepare`), whose catalog the features match", args.config.display())
+            })?;
             let features = f.features.as_ref().map(|p| base.join(p)).unwrap_or_else(|| prepared.join("features"));
             let catalog = train::fusion::catalog(prepared)?;
-            let spec = train::fusion::prepare(f, &features, &catalog, cfg.encoder.item_dim(), &runtime, &dirs, &device).with_context(|| format!("in {}", args.config.display()))?;
-            eprintln!("fusion: `{}` over {} ({} plan nodes)", f.plugin, if f.id { std::iter::once("id").chain(f.modalities.iter().map(String::as_str)).collect::<Vec<_>>().join(", ") } else { f.modalities.join(", ") }, spec.plan.nodes.len());
+            let spec = train::fusion::prepare(f, &features, &catalog, cfg.encoder.item_dim(), &runtime, &dirs, &device)
+                .with_context(|| format!("in {}", args.config.display()))?;
+            eprintln!(
+                "fusion: `{}` over {} ({} plan nodes)",
+                f.plugin,
+                if f.id {
+                    std::iter::once("id").chain(f.modalities.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
+                } else {
+                    f.modalities.join(", ")
+                },
+                spec.plan.nodes.len()
+            );
             Some(spec)
         }
         None => None,
@@ -297,7 +310,11 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
     train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, &device)?;
     let test_seconds = test_started.elapsed().as_secs_f64();
     let report = suite.finish(None)?;
-    println!("{} on the test users ({}):", cfg.encoder.name(), if cfg.eval.sampled_negatives > 0 { format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives) } else { "full ranking".into() });
+    println!(
+        "{} on the test users ({}):",
+        cfg.encoder.name(),
+        if cfg.eval.sampled_negatives > 0 { format!("1 positive + {} sampled negatives", cfg.eval.sampled_negatives) } else { "full ranking".into() }
+    );
     print!("{}", report.table());
     report.write_parquet(&args.out.join("test_metrics.parquet"))?;
     train::export::item_embeddings(trained.model.as_ref(), &args.out.join("item_embeddings"))?;
@@ -355,11 +372,7 @@ fn eval_rankings(sandbox: &SandboxArgs, args: EvalArgs) -> anyhow::Result<()> {
     let file = eval::rankings::read(&args.rankings, args.n_items)?;
     let runtime = sandbox.runtime()?;
     let dirs = sandbox.dirs();
-    let plugins = args
-        .metrics
-        .iter()
-        .map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plugins = args.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut suite = MetricSuite::new(&plugins, &args.ks, file.n_items)?;
     for chunk in file.rankings.chunks(args.batch.max(1)) {
         suite.add(chunk)?;
@@ -401,7 +414,18 @@ fn plugin(sandbox: &SandboxArgs, cmd: PluginCommand) -> anyhow::Result<()> {
             }
             let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
             for r in &rows {
-                println!("{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]);
+                println!(
+                    "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2],
+                    w3 = widths[3]
+                );
             }
             if failed > 0 {
                 eprintln!("{failed} file(s) could not be loaded as plugins");

@@ -34,7 +34,12 @@ pub fn write_atomic_file(path: &Path, write: impl FnOnce(File) -> anyhow::Result
         let written = start.elapsed();
         file.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        tracing::debug!("{}: written in {:.1} ms, synced and renamed in {:.1} ms", path.display(), written.as_secs_f64() * 1e3, (start.elapsed() - written).as_secs_f64() * 1e3);
+        tracing::debug!(
+            "{}: written in {:.1} ms, synced and renamed in {:.1} ms",
+            path.display(),
+            written.as_secs_f64() * 1e3,
+            (start.elapsed() - written).as_secs_f64() * 1e3
+        );
         Ok(())
     })();
     if result.is_err() {

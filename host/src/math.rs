@@ -58,7 +58,17 @@ pub fn tanh(x: f32) -> f32 {
 /// `m × k`: `lhs` itself, or the transpose of a `k × m` `lhs` when `lhs_t`; likewise `op(rhs)`
 /// is `k × n`: `rhs`, or the transpose of an `n × k` `rhs` when `rhs_t`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(dst: &mut [f32], lhs: &[f32], lhs_t: bool, rhs: &[f32], rhs_t: bool, (m, n, k): (usize, usize, usize), scale: f32, accumulate: bool, par: gemm::Parallelism) {
+pub fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    (m, n, k): (usize, usize, usize),
+    scale: f32,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n, "matmul: shapes do not match the buffers");
     if m == 0 || n == 0 {
         return;
@@ -77,11 +87,25 @@ pub fn matmul(dst: &mut [f32], lhs: &[f32], lhs_t: bool, rhs: &[f32], rhs_t: boo
     // three slices do not overlap (`dst` is borrowed mutably).
     unsafe {
         gemm::gemm(
-            m, n, k,
-            dst.as_mut_ptr(), 1, n as isize, accumulate,
-            lhs.as_ptr(), lhs_cs, lhs_rs,
-            rhs.as_ptr(), rhs_cs, rhs_rs,
-            1.0, scale, false, false, false, par,
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }

@@ -7,8 +7,8 @@ use crate::data::config::DataConfig;
 use crate::eval::compare::PerCase;
 use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, MetricSuite, RankOptions, Scorer};
 use crate::models::EncoderConfig;
-use crate::train::FusionConfig;
 use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
+use crate::train::FusionConfig;
 use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
 use anyhow::{bail, Context};
 use candle_core::Tensor;
@@ -219,7 +219,8 @@ pub fn run(
     );
     if let Some(fc) = &cfg.features {
         let max_failed = crate::features::extract::ExtractOptions::default().max_failed;
-        crate::features::command::extract_all(runtime, dirs, fc, &prepared, max_failed, progress).with_context(|| format!("[features] in {}", config_path.display()))?;
+        crate::features::command::extract_all(runtime, dirs, fc, &prepared, max_failed, progress)
+            .with_context(|| format!("[features] in {}", config_path.display()))?;
     }
     // Every fusion plan and its features are checked before the first encoder trains.
     let catalog: Vec<String> = dataset.items.iter().map(|i| i.track.id.clone()).collect();

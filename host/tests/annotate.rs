@@ -429,7 +429,17 @@ fn tiny_gguf(path: &Path) {
     };
     let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), t(&[vocab, hidden])), ("output_norm.weight".into(), t(&[hidden]))];
     for b in 0..blocks {
-        for (n, s) in [("attn_norm", vec![hidden]), ("attn_q", vec![hidden, hidden]), ("attn_k", vec![8, hidden]), ("attn_v", vec![8, hidden]), ("attn_output", vec![hidden, hidden]), ("ffn_norm", vec![hidden]), ("ffn_gate", vec![ffn, hidden]), ("ffn_up", vec![ffn, hidden]), ("ffn_down", vec![hidden, ffn])] {
+        for (n, s) in [
+            ("attn_norm", vec![hidden]),
+            ("attn_q", vec![hidden, hidden]),
+            ("attn_k", vec![8, hidden]),
+            ("attn_v", vec![8, hidden]),
+            ("attn_output", vec![hidden, hidden]),
+            ("ffn_norm", vec![hidden]),
+            ("ffn_gate", vec![ffn, hidden]),
+            ("ffn_up", vec![ffn, hidden]),
+            ("ffn_down", vec![hidden, ffn]),
+        ] {
             tensors.push((format!("blk.{b}.{n}.weight"), t(&s)));
         }
     }
@@ -466,7 +476,16 @@ fn local_backend_annotates_with_a_tiny_gguf_constrained_and_free() {
     tiny_gguf(&gguf);
     let local = |out: &Path, extra: &[&str]| {
         let mut c = encore();
-        c.args(["annotate", "mgphot", "--backend", "local", "--quiet", "--top", "3", "--lyrics-chars", "40"]).arg("--gguf").arg(&gguf).arg("--data").arg(&data).arg("--tracks").arg(&tsv).arg("--out").arg(out).args(extra);
+        c.args(["annotate", "mgphot", "--backend", "local", "--quiet", "--top", "3", "--lyrics-chars", "40"])
+            .arg("--gguf")
+            .arg(&gguf)
+            .arg("--data")
+            .arg(&data)
+            .arg("--tracks")
+            .arg(&tsv)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
         c
     };
     // Constrained: the host writes the JSON, so every track gets 58 ratings in 0–5.
@@ -474,7 +493,10 @@ fn local_backend_annotates_with_a_tiny_gguf_constrained_and_free() {
     run_ok(&mut local(&out, &[]));
     let rows = read_annotations(&out).unwrap();
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r.ratings.is_ok() && r.attempts == 1 && r.model.starts_with("gguf:tiny.gguf@") && r.model.ends_with("/constrained/t0")), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.ratings.is_ok() && r.attempts == 1 && r.model.starts_with("gguf:tiny.gguf@") && r.model.ends_with("/constrained/t0")),
+        "{rows:?}"
+    );
     // Greedy decoding is deterministic: a second run without the cache gives the same ratings.
     let out2 = dir.path().join("c2.parquet");
     run_ok(&mut local(&out2, &[]));

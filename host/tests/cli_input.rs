@@ -39,7 +39,12 @@ fn rankings(path: &Path, rows: &[(&str, Option<&[u32]>, Option<&[u32]>)]) {
             b.append(l.is_some());
         }
     }
-    let batch = RecordBatch::try_from_iter([("user", Arc::new(u.finish()) as ArrayRef), ("ranked", Arc::new(r.finish()) as ArrayRef), ("targets", Arc::new(t.finish()) as ArrayRef)]).unwrap();
+    let batch = RecordBatch::try_from_iter([
+        ("user", Arc::new(u.finish()) as ArrayRef),
+        ("ranked", Arc::new(r.finish()) as ArrayRef),
+        ("targets", Arc::new(t.finish()) as ArrayRef),
+    ])
+    .unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();

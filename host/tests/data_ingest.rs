@@ -60,7 +60,13 @@ fn clean_file_plain_gz_header_crlf_agree() {
     let g = good();
     let header = format!("userid\ttimestamp\tmusicbrainz-artist-id\tartist-name\tmusicbrainz-track-id\ttrack-name\n{g}");
     let crlf = g.replace('\n', "\r\n");
-    for (name, bytes) in [("plain.tsv", g.clone().into_bytes()), ("a.tsv.gz", gzip(g.as_bytes())), ("no-ext", gzip(g.as_bytes())), ("header.tsv", header.into_bytes()), ("crlf.tsv", crlf.into_bytes())] {
+    for (name, bytes) in [
+        ("plain.tsv", g.clone().into_bytes()),
+        ("a.tsv.gz", gzip(g.as_bytes())),
+        ("no-ext", gzip(g.as_bytes())),
+        ("header.tsv", header.into_bytes()),
+        ("crlf.tsv", crlf.into_bytes()),
+    ] {
         let r = ingest(&bytes, name, &["--on-bad-row", "error"]);
         assert!(r.ok(), "{name}: {}", r.stderr());
         assert_eq!(r.events(), 3, "{name}");

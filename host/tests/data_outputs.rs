@@ -16,7 +16,8 @@ fn run(c: &mut Command) -> String {
 
 /// `$ENCORE_VENV`, or `~/.cache/encore-venv`, with polars in it.
 fn python_with_polars() -> PathBuf {
-    let venv = std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
+    let venv =
+        std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
     let py = venv.join("bin/python");
     let has = |py: &Path| Command::new(py).args(["-c", "import polars"]).output().is_ok_and(|o| o.status.success());
     if !has(&py) {
@@ -61,7 +62,13 @@ fn outputs_are_read_by_polars_and_tools() {
         }
     }
     let ingest = d.join("ingest");
-    let n_events = { parquet::file::reader::FileReader::metadata(&parquet::file::reader::SerializedFileReader::new(std::fs::File::open(ingest.join("events.parquet")).unwrap()).unwrap()).file_metadata().num_rows() as usize };
+    let n_events = {
+        parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(ingest.join("events.parquet")).unwrap()).unwrap(),
+        )
+        .file_metadata()
+        .num_rows() as usize
+    };
     assert!(n_events > 40_000);
     files.push((ingest.join("events.parquet"), n_events));
 

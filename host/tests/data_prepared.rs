@@ -83,12 +83,18 @@ fn recbole_parts_are_encores_cases() {
 
         // Validation and test: the same cases, in the same order (histories cut to the newest).
         let as_cases = |p: &[Line]| p.iter().map(|l| EvalCase { history: l.history.clone(), targets: vec![l.target], completion: vec![] }).collect::<Vec<_>>();
-        let cut_cases = |c: &[EvalCase]| c.iter().map(|c| EvalCase { history: cut(&c.history, max_history), targets: c.targets.clone(), completion: vec![] }).collect::<Vec<_>>();
+        let cut_cases = |c: &[EvalCase]| {
+            c.iter().map(|c| EvalCase { history: cut(&c.history, max_history), targets: c.targets.clone(), completion: vec![] }).collect::<Vec<_>>()
+        };
         assert_eq!(as_cases(&valid), cut_cases(&ours.valid), "{case}: valid");
         assert_eq!(as_cases(&test), cut_cases(&ours.test), "{case}: test");
         // Training: every position after the first of every training sequence, as RecBole's own
         // augmentation would give.
-        let augmented: Vec<EvalCase> = ours.train.iter().flat_map(|s| (1..s.len()).map(|p| EvalCase { history: cut(&s[..p], max_history), targets: vec![s[p]], completion: vec![] })).collect();
+        let augmented: Vec<EvalCase> = ours
+            .train
+            .iter()
+            .flat_map(|s| (1..s.len()).map(|p| EvalCase { history: cut(&s[..p], max_history), targets: vec![s[p]], completion: vec![] }))
+            .collect();
         assert_eq!(as_cases(&train), augmented, "{case}: train");
         assert!(train.iter().chain(&valid).chain(&test).all(|l| !l.history.is_empty() && (max_history == 0 || l.history.len() <= max_history)), "{case}");
 

@@ -47,7 +47,8 @@ fn planted_signal_styles_and_skips() {
     let dir = tempfile::tempdir().unwrap();
     synth(&cfg(30, 3000, 60_000, 1), dir.path()).unwrap();
     let style: HashMap<String, String> = tsv(&dir.path().join("tracks.tsv")).into_iter().map(|r| (r["track_id"].clone(), r["style"].clone())).collect();
-    let prefs: HashMap<String, Vec<String>> = tsv(&dir.path().join("users.tsv")).into_iter().map(|r| (r["user_id"].clone(), r["styles"].split(',').map(String::from).collect())).collect();
+    let prefs: HashMap<String, Vec<String>> =
+        tsv(&dir.path().join("users.tsv")).into_iter().map(|r| (r["user_id"].clone(), r["styles"].split(',').map(String::from).collect())).collect();
     let log = ingest(&dir.path().join("listens.tsv"), IngestOptions::default(), &mut |_| {}).unwrap();
     assert!(log.report.bad_rows > 0 && log.report.lossy_rows > 0, "the optional malformed rows are there");
     let mut data_cfg = DataConfig::default();
@@ -112,7 +113,9 @@ fn paper_preset_gives_the_papers_shape() {
 /// wrote 64,074 rows.
 #[test]
 fn rows_is_exact() {
-    for (users, rows, bad_rows, gzip) in [(300, 60_000, 0.0, false), (300, 60_000, 0.0, true), (5, 3, 0.0, false), (1, 1, 0.0, true), (7, 1001, 0.01, true), (40, 12_345, 0.001, false)] {
+    for (users, rows, bad_rows, gzip) in
+        [(300, 60_000, 0.0, false), (300, 60_000, 0.0, true), (5, 3, 0.0, false), (1, 1, 0.0, true), (7, 1001, 0.01, true), (40, 12_345, 0.001, false)]
+    {
         let dir = tempfile::tempdir().unwrap();
         let k = SynthConfig { users, tracks: 3000, rows: Some(rows), seed: 7, bad_rows, gzip, ..SynthConfig::default() };
         let s = synth(&k, dir.path()).unwrap();
@@ -128,7 +131,11 @@ fn rows_is_exact() {
     }
     // The reported command, through the CLI.
     let dir = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_encore")).args(["data", "synth", "--users", "300", "--tracks", "3000", "--rows", "60000", "--seed", "7", "--out"]).arg(dir.path()).output().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_encore"))
+        .args(["data", "synth", "--users", "300", "--tracks", "3000", "--rows", "60000", "--seed", "7", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(dir.path().join("listens.tsv")).unwrap().lines().count(), 60_000);
 }

@@ -15,11 +15,30 @@ use rand::{Rng, SeedableRng};
 const N_ITEMS: usize = 40;
 
 fn sasrec() -> EncoderConfig {
-    EncoderConfig::SasRec(SasRecConfig { hidden_size: 32, n_layers: 2, n_heads: 2, inner_size: 64, hidden_dropout: 0.1, attn_dropout: 0.1, max_len: 10, ..Default::default() })
+    EncoderConfig::SasRec(SasRecConfig {
+        hidden_size: 32,
+        n_layers: 2,
+        n_heads: 2,
+        inner_size: 64,
+        hidden_dropout: 0.1,
+        attn_dropout: 0.1,
+        max_len: 10,
+        ..Default::default()
+    })
 }
 fn bert4rec() -> EncoderConfig {
     // One masked copy per window (the default is 4) keeps these tests' time.
-    EncoderConfig::Bert4Rec(Bert4RecConfig { hidden_size: 32, n_layers: 2, n_heads: 2, inner_size: 64, hidden_dropout: 0.1, attn_dropout: 0.1, max_len: 10, mask_copies: 1, ..Default::default() })
+    EncoderConfig::Bert4Rec(Bert4RecConfig {
+        hidden_size: 32,
+        n_layers: 2,
+        n_heads: 2,
+        inner_size: 64,
+        hidden_dropout: 0.1,
+        attn_dropout: 0.1,
+        max_len: 10,
+        mask_copies: 1,
+        ..Default::default()
+    })
 }
 fn gru4rec() -> EncoderConfig {
     EncoderConfig::Gru4Rec(Gru4RecConfig { embedding_size: 32, hidden_size: 32, dropout_prob: 0.1, max_len: 10, ..Default::default() })
@@ -179,7 +198,8 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     assert_eq!(resumed.valid_history, straight.valid_history);
     assert_eq!(recall10(resumed.model.as_ref(), &data), recall10(straight.model.as_ref(), &data));
     // Only the newest epoch checkpoint is kept.
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path().join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| n.starts_with("epoch-0004")), "{names:?}");
 }
 
@@ -287,7 +307,8 @@ fn the_completion_input_gets_gradients_and_unknown_ratios_use_their_own_vector()
         }
         // The ratio changes the user vector; an unknown ratio is not the same as a ratio of 0.
         let hist: Vec<&[u32]> = vec![&[1, 2, 3]];
-        let uv = |r: Vec<Option<f32>>| model.user_vectors(&table, &hist, &[r.as_slice()], &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let uv =
+            |r: Vec<Option<f32>>| model.user_vectors(&table, &hist, &[r.as_slice()], &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (high, zero, unknown) = (uv(vec![Some(1.0); 3]), uv(vec![Some(0.0); 3]), uv(vec![None; 3]));
         assert!(high != zero && zero != unknown, "{}", enc.name());
     }

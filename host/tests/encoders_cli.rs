@@ -90,7 +90,8 @@ fn a_killed_training_run_resumes_and_matches_an_uninterrupted_one() {
     assert_eq!(read(&a), read(&b));
 
     // A truncated checkpoint is named when resuming.
-    let ckpt = std::fs::read_dir(b.join("checkpoints")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "safetensors")).unwrap();
+    let ckpt =
+        std::fs::read_dir(b.join("checkpoints")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "safetensors")).unwrap();
     let len = std::fs::metadata(&ckpt).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&ckpt).unwrap().set_len(len / 3).unwrap();
     let out = common::encore().args(["train", cfg.to_str().unwrap(), "--quiet", "--resume", "--out", b.to_str().unwrap()]).output().unwrap();

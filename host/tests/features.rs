@@ -18,7 +18,8 @@ fn catalog(dir: &Path, titles: &[String]) {
         .enumerate()
         .map(|(i, t)| Item { track: LogTrack { id: format!("t{i}"), artist_id: "a".into(), artist: "A".into(), title: t.clone() }, plays: 1, duration_s: None })
         .collect();
-    encore::data::schema::write_dataset(dir, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[]).unwrap();
+    encore::data::schema::write_dataset(dir, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[])
+        .unwrap();
 }
 
 fn run(args: &[&str]) -> Output {
@@ -30,7 +31,6 @@ fn run(args: &[&str]) -> Output {
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
-
 
 #[test]
 fn vectors_mask_and_manifest_then_the_cache() {
@@ -80,7 +80,15 @@ fn vectors_mask_and_manifest_then_the_cache() {
 
     // A changed parameter recomputes everything.
     let cfg = dir.path().join("run.toml");
-    std::fs::write(&cfg, format!("[features]\nprepared = {:?}\ntracks = {:?}\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = {{ scale = 2.0 }}\n", s(&prep), s(&side))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[features]\nprepared = {:?}\ntracks = {:?}\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = {{ scale = 2.0 }}\n",
+            s(&prep),
+            s(&side)
+        ),
+    )
+    .unwrap();
     let o = run(&["features", "extract", "--config", s(&cfg), "--quiet"]);
     assert!(stdout(&o).contains("computed 40 "), "{}", stdout(&o));
     assert_eq!(store::read(&file).unwrap().rows[1].vector.as_deref(), Some(&[4.0, 4.0, -1.0][..]));
@@ -107,7 +115,13 @@ fn vectors_mask_and_manifest_then_the_cache() {
 fn a_trapping_track_fails_alone_and_the_others_keep_their_vectors() {
     let dir = tempfile::tempdir().unwrap();
     let prep = dir.path().join("prep");
-    let titles: Vec<String> = (0..20).map(|i| match i { 5 => "LOOP".into(), 13 => "PANIC".into(), _ => "ab".into() }).collect();
+    let titles: Vec<String> = (0..20)
+        .map(|i| match i {
+            5 => "LOOP".into(),
+            13 => "PANIC".into(),
+            _ => "ab".into(),
+        })
+        .collect();
     catalog(&prep, &titles);
     let o = run(&["--fuel", "100000000", "features", "extract", "--data", s(&prep), "--plugin", "hostile-picky", "--batch", "4", "--quiet"]);
     assert!(stdout(&o).contains("18 done, 0 missing, 2 failed"), "{}", stdout(&o));
@@ -132,7 +146,21 @@ fn a_trapping_track_fails_alone_and_the_others_keep_their_vectors() {
     assert!(stdout(&o).contains("computed 2 ") && stdout(&o).contains("cached 18"), "{}", stdout(&o));
     // Beyond --max-failed the run stops, naming the plugin and the track.
     let o = common::encore()
-        .args(["--fuel", "100000000", "features", "extract", "--data", s(&prep), "--plugin", "hostile-picky", "--max-failed", "1", "--out", s(&dir.path().join("f2")), "--quiet"])
+        .args([
+            "--fuel",
+            "100000000",
+            "features",
+            "extract",
+            "--data",
+            s(&prep),
+            "--plugin",
+            "hostile-picky",
+            "--max-failed",
+            "1",
+            "--out",
+            s(&dir.path().join("f2")),
+            "--quiet",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -151,7 +179,15 @@ fn sigkill_mid_run_resumes_from_committed_batches() {
     catalog(&prep, &titles);
     let cfg = |out: &PathBuf| {
         let c = dir.path().join(format!("{}.toml", out.file_name().unwrap().to_string_lossy()));
-        std::fs::write(&c, format!("[features]\nprepared = {:?}\nout = {:?}\nbatch = 16\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = {{ spin = 1000000 }}\n", s(&prep), s(out))).unwrap();
+        std::fs::write(
+            &c,
+            format!(
+                "[features]\nprepared = {:?}\nout = {:?}\nbatch = 16\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = {{ spin = 1000000 }}\n",
+                s(&prep),
+                s(out)
+            ),
+        )
+        .unwrap();
         c
     };
     let full_out = dir.path().join("full");

@@ -76,7 +76,8 @@ fn extract_feeds_pcm_at_the_plugins_rate_and_records_bad_clips_as_missing() {
     let items = (0..6)
         .map(|i| Item { track: LogTrack { id: format!("t{i}"), artist_id: "a".into(), artist: "A".into(), title: "x".into() }, plays: 1, duration_s: None })
         .collect();
-    encore::data::schema::write_dataset(&prep, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[]).unwrap();
+    encore::data::schema::write_dataset(&prep, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[])
+        .unwrap();
     let clips = dir.path().join("clips");
     std::fs::create_dir_all(&clips).unwrap();
     for (i, ext) in audio::EXTENSIONS.iter().enumerate() {
@@ -84,7 +85,11 @@ fn extract_feeds_pcm_at_the_plugins_rate_and_records_bad_clips_as_missing() {
     }
     std::fs::write(clips.join("t4.wav"), b"RIFF....WAVEjunk").unwrap(); // corrupt; t5 has no clip
     let cfg = dir.path().join("f.toml");
-    std::fs::write(&cfg, "[features]\nprepared = \"prep\"\naudio = \"clips\"\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = { rate = 22050 }\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[features]\nprepared = \"prep\"\naudio = \"clips\"\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = { rate = 22050 }\n",
+    )
+    .unwrap();
     let o = common::encore().args(["features", "extract", "--config", cfg.to_str().unwrap(), "--quiet"]).output().unwrap();
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");

@@ -113,7 +113,12 @@ fn no_clip_costs_more_than_twice_its_decoded_size_limit_plus_128_mib() {
             Ok(x) => format!("{:.2} s out", x.len() as f64 / f64::from(to)),
             Err(e) => format!("refused: {e}"),
         };
-        eprintln!("{what}: file {} KiB, {decoded:.0} frames in it, peak {:.1} MiB, bound {:.1} MiB; {seconds}", bytes.len() >> 10, peak as f64 / 1048576.0, (2 * limit + FIXED) as f64 / 1048576.0);
+        eprintln!(
+            "{what}: file {} KiB, {decoded:.0} frames in it, peak {:.1} MiB, bound {:.1} MiB; {seconds}",
+            bytes.len() >> 10,
+            peak as f64 / 1048576.0,
+            (2 * limit + FIXED) as f64 / 1048576.0
+        );
         if peak > 2 * limit + FIXED {
             over.push(format!("{what}: peak {peak} bytes > 2 × {limit} + {FIXED}"));
         }

@@ -181,7 +181,8 @@ fn catalog(dir: &Path, n: usize) -> PathBuf {
     let items = (0..n)
         .map(|i| Item { track: LogTrack { id: format!("t{i}"), artist_id: "a".into(), artist: "A".into(), title: "x".into() }, plays: 1, duration_s: None })
         .collect();
-    encore::data::schema::write_dataset(&prep, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[]).unwrap();
+    encore::data::schema::write_dataset(&prep, &Dataset { items, sessions: Sessions { offsets: vec![0], ..Sessions::default() }, ..Dataset::default() }, &[])
+        .unwrap();
     prep
 }
 
@@ -223,12 +224,19 @@ fn an_extraction_over_hostile_clips_marks_each_missing_and_goes_on() {
     }
 
     // A plugin asking for an absurd rate is refused before any clip is touched, naming it.
-    std::fs::write(&cfg, "[features]\nprepared = \"prep\"\naudio = \"clips\"\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = { rate = 4294967295 }\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[features]\nprepared = \"prep\"\naudio = \"clips\"\n\n[[features.extractor]]\nplugin = \"hostile-picky\"\nparams = { rate = 4294967295 }\n",
+    )
+    .unwrap();
     let o = common::encore().args(["features", "extract", "--config", common::s(&cfg), "--quiet"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("`hostile-picky`") && err.contains("asks for audio at 4294967295 Hz"), "{err}");
     // So is a cap beyond a day.
-    let o = common::encore().args(["features", "extract", "--data", common::s(&prep), "--audio", common::s(&clips), "--plugin", "hostile-picky", "--max-seconds", "1e9"]).output().unwrap();
+    let o = common::encore()
+        .args(["features", "extract", "--data", common::s(&prep), "--audio", common::s(&clips), "--plugin", "hostile-picky", "--max-seconds", "1e9"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--max-seconds"), "{err}");
 }

@@ -5,8 +5,6 @@
 mod common;
 use common::s;
 
-
-
 #[test]
 fn mgphot_and_audio_dsp_separate_the_planted_styles() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,7 +18,19 @@ fn mgphot_and_audio_dsp_separate_the_planted_styles() {
     ok(&["data", "synth", "--users", "20", "--tracks", "400", "--rows", "20000", "--styles", "8", "--clips", "240", "--out", s(&synth)]);
     ok(&["data", "prepare", s(&synth.join("listens.tsv")), "--out", s(&prep)]);
     let out = ok(&[
-        "features", "extract", "--data", s(&prep), "--tracks", s(&synth.join("tracks.tsv")), "--audio", s(&synth.join("clips")), "--plugin", "mgphot", "--plugin", "audio-dsp", "--quiet",
+        "features",
+        "extract",
+        "--data",
+        s(&prep),
+        "--tracks",
+        s(&synth.join("tracks.tsv")),
+        "--audio",
+        s(&synth.join("clips")),
+        "--plugin",
+        "mgphot",
+        "--plugin",
+        "audio-dsp",
+        "--quiet",
     ]);
     eprint!("{out}");
     let table = ok(&[

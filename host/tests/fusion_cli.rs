@@ -109,7 +109,10 @@ fn bad_plugins_plans_and_features_are_clear_errors_that_leave_nothing_behind() {
         ("[fusion]\nplugin = \"cross-attention\"\nmodalities = [\"lyrics\"]".into(), vec!["modality `lyrics`", "encore features extract", "--plugin lyrics"]),
         ("[fusion]\nplugin = \"film\"\nmodalities = [\"short\"]".into(), vec!["modality `short`", "has 10 rows, but the prepared data has"]),
         ("[fusion]\nplugin = \"gated\"\nmodalities = [\"none\"]".into(), vec!["modality `none`", "every vector", "missing"]),
-        ("[fusion]\nplugin = \"weighted-sum\"\nmodalities = [\"a\"]\nparams = { weights = [1.0] }".into(), vec!["`weighted-sum`", "`weights` must be 2 numbers"]),
+        (
+            "[fusion]\nplugin = \"weighted-sum\"\nmodalities = [\"a\"]\nparams = { weights = [1.0] }".into(),
+            vec!["`weighted-sum`", "`weights` must be 2 numbers"],
+        ),
         ("[fusion]\nplugin = \"weighted-sum\"\nmodality = [\"a\"]".into(), vec!["unknown field `modality`"]),
     ];
     for (fusion, wants) in cases {
@@ -124,4 +127,40 @@ fn bad_plugins_plans_and_features_are_clear_errors_that_leave_nothing_behind() {
         assert!(!log.contains("epoch"), "{fusion}: training started\n{log}");
         assert!(!out.exists(), "{fusion}: {} was written", out.display());
     }
+}
+
+#[test]
+fn the_readme_fusion_plugin_builds_from_a_scaffold_and_trains_without_a_host_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let prep = prepared(dir.path());
+    write_features(&prep, "a", 4, 3, None);
+    // Its own crate name, so that it never shares an output file with cli.rs's scaffold test.
+    let o = common::encore().args(["plugin", "new", "--kind", "fusion", "readme-fusion", "--dir", s(dir.path())]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = dir.path().join("readme-fusion");
+    // The plugin of the README's "Write a fusion plugin", as a reader would copy it.
+    let readme = std::fs::read_to_string(common::workspace().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Write a fusion plugin").expect("the README section")..];
+    let code = section.split("```rust\n").nth(1).and_then(|c| c.split("```").next()).expect("a rust block");
+    std::fs::write(root.join("src/lib.rs"), code).unwrap();
+    std::fs::copy(common::workspace().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", common::target_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wasm = dir.path().join("readme_fusion.wasm");
+    let built = common::target_dir().join("wasm32-wasip2/release/readme_fusion.wasm");
+    std::fs::copy(&built, &wasm).unwrap();
+    let _ = std::fs::remove_file(&built);
+    let cfg = config(dir.path(), &prep, &format!("[fusion]\nplugin = \"{}\"\nmodalities = [\"a\"]", wasm.display()));
+    let out_dir = dir.path().join("run");
+    let (ok, log) = train(&cfg, &out_dir, &[]);
+    assert!(ok, "{log}");
+    assert!(log.contains("fusion: `") && log.contains("over id, a"), "{log}");
+    let weights = safetensors_names(&out_dir.join("best.safetensors"));
+    assert!(weights.iter().any(|w| w.starts_with("fusion.n") && w.contains("layer_norm")), "{weights:?}");
 }

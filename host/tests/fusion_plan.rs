@@ -141,7 +141,11 @@ fn every_op_has_gradients_that_match_finite_differences() {
                     let down: f32 = loss(ctx().as_ref()).to_scalar().unwrap();
                     var.set(&Tensor::from_vec(x0.clone(), &shape, &dev()).unwrap()).unwrap();
                     let fd = (up - down) / (2.0 * h);
-                    assert!((fd - g[j]).abs() <= 3e-3 + 3e-2 * fd.abs(), "{name} (masked {masked}): d/d{vname}[{j}]: backward {} vs finite difference {fd}", g[j]);
+                    assert!(
+                        (fd - g[j]).abs() <= 3e-3 + 3e-2 * fd.abs(),
+                        "{name} (masked {masked}): d/d{vname}[{j}]: backward {} vs finite difference {fd}",
+                        g[j]
+                    );
                 }
             }
         }
@@ -171,7 +175,9 @@ fn every_op_matches_a_hand_written_reference() {
         // The projections exist only where the op reads them.
         let pa = || lin(&a, 3, true);
         let pb = || lin(&b, 4, false);
-        let lin5 = |x: &Tensor, what: &str| x.matmul(&w(&format!("fusion.n5.{what}.weight")).t().unwrap()).unwrap().broadcast_add(&w(&format!("fusion.n5.{what}.bias"))).unwrap();
+        let lin5 = |x: &Tensor, what: &str| {
+            x.matmul(&w(&format!("fusion.n5.{what}.weight")).t().unwrap()).unwrap().broadcast_add(&w(&format!("fusion.n5.{what}.bias"))).unwrap()
+        };
         let any = ma.maximum(&mb).unwrap();
         let want = match name {
             "linear" => lin5(&id, "linear"),
@@ -206,7 +212,8 @@ fn every_op_matches_a_hand_written_reference() {
             }
             "gate" => {
                 let parts = [id.clone(), pa().broadcast_mul(&ma).unwrap(), pb().broadcast_mul(&mb).unwrap()];
-                let z = Tensor::cat(&parts, 1).unwrap().matmul(&w("fusion.n5.gate.weight").t().unwrap()).unwrap().broadcast_add(&w("fusion.n5.gate.bias")).unwrap();
+                let z =
+                    Tensor::cat(&parts, 1).unwrap().matmul(&w("fusion.n5.gate.weight").t().unwrap()).unwrap().broadcast_add(&w("fusion.n5.gate.bias")).unwrap();
                 let g = (z.neg().unwrap().exp().unwrap() + 1.0).unwrap().recip().unwrap();
                 let mut y = (g.narrow(1, 0, 4).unwrap() * &parts[0]).unwrap();
                 for (j, part) in parts.iter().enumerate().skip(1) {
@@ -278,7 +285,9 @@ fn weights_are_named_by_node() {
     let mut p = Params::new(1, &dev());
     FusionModule::new(&plan, modalities(5, true), &mut p).unwrap();
     let names: Vec<String> = p.named_vars().into_iter().map(|(n, _)| n).collect();
-    for want in ["fusion.n3.linear.weight", "fusion.n3.linear.bias", "fusion.n4.linear.weight", "fusion.n5.attention.query.weight", "fusion.n5.attention.out.bias"] {
+    for want in
+        ["fusion.n3.linear.weight", "fusion.n3.linear.bias", "fusion.n4.linear.weight", "fusion.n5.attention.query.weight", "fusion.n5.attention.out.bias"]
+    {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     assert!(!names.iter().any(|n| n == "fusion.n4.linear.bias"), "a bias-free linear has no bias");
@@ -330,7 +339,8 @@ fn the_weighted_sum_plugin_equals_the_fusion_written_by_hand() {
         // By hand: per-input Linear, L2 normalisation, softmax weights, renormalised over the
         // inputs present.
         let vars = p.named_vars();
-        let get = |n: &str| vars.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("no {n}: {:?}", vars.iter().map(|v| &v.0).collect::<Vec<_>>())).1.clone();
+        let get =
+            |n: &str| vars.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("no {n}: {:?}", vars.iter().map(|v| &v.0).collect::<Vec<_>>())).1.clone();
         let node = |name: &str| plan.nodes.iter().position(|o| matches!(o, Op::Input(n) if n == name)).unwrap();
         let lin_of = |input: usize| plan.nodes.iter().position(|o| matches!(o, Op::Linear { src, .. } if *src == input)).unwrap();
         let ws = plan.nodes.iter().position(|o| matches!(o, Op::WeightedSum { .. })).unwrap();
@@ -341,7 +351,11 @@ fn the_weighted_sum_plugin_equals_the_fusion_written_by_hand() {
             .zip(&xs)
             .map(|(n, x)| {
                 let l = lin_of(node(n));
-                let y = x.matmul(&get(&format!("fusion.n{l}.linear.weight")).as_tensor().t().unwrap()).unwrap().broadcast_add(get(&format!("fusion.n{l}.linear.bias")).as_tensor()).unwrap();
+                let y = x
+                    .matmul(&get(&format!("fusion.n{l}.linear.weight")).as_tensor().t().unwrap())
+                    .unwrap()
+                    .broadcast_add(get(&format!("fusion.n{l}.linear.bias")).as_tensor())
+                    .unwrap();
                 y.broadcast_div(&(y.sqr().unwrap().sum_keepdim(1).unwrap() + 1e-12).unwrap().sqrt().unwrap()).unwrap()
             })
             .collect();

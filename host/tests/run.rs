@@ -40,7 +40,9 @@ bootstrap = 100
         let r = row(name);
         assert_eq!(r.matches('±').count(), 6, "{r}");
     }
-    for f in ["data/items.parquet", "data/train.parquet", "data/test.parquet", "gru4rec/test_metrics.parquet", "gru4rec/item_embeddings.parquet", "results.parquet"] {
+    for f in
+        ["data/items.parquet", "data/train.parquet", "data/test.parquet", "gru4rec/test_metrics.parquet", "gru4rec/item_embeddings.parquet", "results.parquet"]
+    {
         assert!(out.join(f).is_file(), "{f} missing");
     }
 }

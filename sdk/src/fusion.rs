@@ -147,10 +147,7 @@ mod tests {
     fn nested_calls_number_nodes_in_order() {
         let p = PlanBuilder::new();
         let plan = p.output(p.l2_norm(p.linear(p.input("audio"), 8)));
-        assert_eq!(
-            plan.nodes,
-            vec![Op::Input("audio".into()), Op::Linear { src: Node(0), out_dim: 8, bias: true }, Op::L2Norm(Node(1))]
-        );
+        assert_eq!(plan.nodes, vec![Op::Input("audio".into()), Op::Linear { src: Node(0), out_dim: 8, bias: true }, Op::L2Norm(Node(1))]);
         assert_eq!(plan.output, Node(2));
     }
 }

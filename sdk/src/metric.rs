@@ -58,13 +58,7 @@ impl<M: Metric> Runner<M> {
     }
 
     /// Adds a flattened batch (see the WIT's `ranking-batch`); per cutoff, the per-user values.
-    pub fn add_batch(
-        &self,
-        ranked: &[u32],
-        ranked_offsets: &[u32],
-        targets: &[u32],
-        target_offsets: &[u32],
-    ) -> Result<Vec<Option<Vec<f64>>>, crate::Error> {
+    pub fn add_batch(&self, ranked: &[u32], ranked_offsets: &[u32], targets: &[u32], target_offsets: &[u32]) -> Result<Vec<Option<Vec<f64>>>, crate::Error> {
         let users = ranked_offsets.len().saturating_sub(1);
         if target_offsets.len() != ranked_offsets.len() {
             return Err(crate::Error::invalid("ranked-offsets and target-offsets differ in length"));
@@ -87,11 +81,7 @@ impl<M: Metric> Runner<M> {
 
     /// The final value at each cutoff; see [`Metric::finish`].
     pub fn finish(&self) -> Vec<f64> {
-        self.state
-            .borrow()
-            .iter()
-            .map(|(_, metric, sum, n)| metric.finish(if *n == 0 { 0.0 } else { sum / *n as f64 }))
-            .collect()
+        self.state.borrow().iter().map(|(_, metric, sum, n)| metric.finish(if *n == 0 { 0.0 } else { sum / *n as f64 })).collect()
     }
 }
 

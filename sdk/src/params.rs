@@ -49,8 +49,7 @@ impl Params {
     pub fn u32_or(&self, key: &str, default: u32) -> Result<u32, Error> {
         match self.get(key) {
             None => Ok(default),
-            Some(Value::Int(x)) => u32::try_from(*x)
-                .map_err(|_| Error::invalid(format!("parameter `{key}` must be in 0..=4294967295, got {x}"))),
+            Some(Value::Int(x)) => u32::try_from(*x).map_err(|_| Error::invalid(format!("parameter `{key}` must be in 0..=4294967295, got {x}"))),
             Some(v) => Err(Error::invalid(format!("parameter `{key}` must be an integer, got {v:?}"))),
         }
     }
@@ -79,11 +78,7 @@ mod tests {
     use super::*;
 
     fn params() -> Params {
-        Params(vec![
-            ("dropout".into(), Value::Float(0.1)),
-            ("heads".into(), Value::Int(4)),
-            ("name".into(), Value::Text("x".into())),
-        ])
+        Params(vec![("dropout".into(), Value::Float(0.1)), ("heads".into(), Value::Int(4)), ("name".into(), Value::Text("x".into()))])
     }
 
     #[test]

@@ -86,7 +86,8 @@ impl Local {
         let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let ct = candle_core::quantized::gguf_file::Content::read(&mut f).with_context(|| format!("{}: not a GGUF file", path.display()))?;
         let tok = GgufTokenizer::from_gguf(&ct).with_context(|| format!("{}", path.display()))?;
-        let model = LlamaGguf::load(&ct, &mut f, &candle_core::Device::Cpu, cfg.dequantize).with_context(|| format!("loading the model in {}", path.display()))?;
+        let model =
+            LlamaGguf::load(&ct, &mut f, &candle_core::Device::Cpu, cfg.dequantize).with_context(|| format!("loading the model in {}", path.display()))?;
         if model.vocab_size() < tok.len() {
             anyhow::bail!("{}: the tokenizer has {} tokens but the embedding only {} rows", path.display(), tok.len(), model.vocab_size());
         }

@@ -282,7 +282,10 @@ pub fn annotate(backend: &dyn Backend, tracks: &[TrackText], cache: &cache::Cach
     let version = prompt::PROMPT_VERSION;
     let todo: Vec<usize> = (0..tracks.len()).filter(|&i| cache.get(&tracks[i].track_id, &model, version).is_none()).collect();
     let bar = if progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("annotating {bar:40} {pos}/{len} {per_sec} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("annotating {bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let fatal: Mutex<Option<String>> = Mutex::new(None);
@@ -300,8 +303,22 @@ pub fn annotate(backend: &dyn Backend, tracks: &[TrackText], cache: &cache::Cach
                 let t = &tracks[i];
                 let out = backend.annotate(t);
                 let entry = match &out.result {
-                    Ok(r) => Some(cache::Entry { track_id: t.track_id.clone(), model: model.clone(), prompt_version: version.into(), ratings: Some(r.to_vec()), attempts: out.attempts, error: None }),
-                    Err(Failure::Schema(e)) => Some(cache::Entry { track_id: t.track_id.clone(), model: model.clone(), prompt_version: version.into(), ratings: None, attempts: out.attempts, error: Some(format!("invalid answer: {e}")) }),
+                    Ok(r) => Some(cache::Entry {
+                        track_id: t.track_id.clone(),
+                        model: model.clone(),
+                        prompt_version: version.into(),
+                        ratings: Some(r.to_vec()),
+                        attempts: out.attempts,
+                        error: None,
+                    }),
+                    Err(Failure::Schema(e)) => Some(cache::Entry {
+                        track_id: t.track_id.clone(),
+                        model: model.clone(),
+                        prompt_version: version.into(),
+                        ratings: None,
+                        attempts: out.attempts,
+                        error: Some(format!("invalid answer: {e}")),
+                    }),
                     Err(Failure::Transport(e)) => {
                         tracing::warn!("track {}: {e}", t.track_id);
                         None
@@ -356,7 +373,16 @@ pub fn annotate(backend: &dyn Backend, tracks: &[TrackText], cache: &cache::Cach
                     None => (Err("not asked".to_string()), 0),
                 },
             };
-            store::Annotation { item: t.item, track_id: t.track_id.clone(), artist: t.artist.clone(), title: t.title.clone(), ratings, attempts, model: model.clone(), prompt_version: version.into() }
+            store::Annotation {
+                item: t.item,
+                track_id: t.track_id.clone(),
+                artist: t.artist.clone(),
+                title: t.title.clone(),
+                ratings,
+                attempts,
+                model: model.clone(),
+                prompt_version: version.into(),
+            }
         })
         .collect();
     Ok(Summary { rows, asked, seconds })

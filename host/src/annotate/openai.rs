@@ -89,7 +89,8 @@ impl OpenAi {
             Err(e) => return Sent::Fatal(format!("{}: {e}", self.url())),
         };
         let status = resp.status().as_u16();
-        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()).map(Duration::from_secs_f64);
+        let retry_after =
+            resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()).map(Duration::from_secs_f64);
         let text = match resp.body_mut().with_config().limit(16 << 20).read_to_string() {
             Ok(t) => t,
             Err(ureq::Error::Timeout(t)) => return Sent::Retryable(format!("timed out reading the response ({t})"), None),

@@ -67,7 +67,14 @@ pub fn select_tracks(data_dir: &Path, side_car: Option<&Path>, top: usize) -> an
         let item = col(&p, &b, "item")?.as_primitive_opt::<UInt32Type>().with_context(|| format!("{}: `item` is not uint32", p.display()))?;
         let plays = col(&p, &b, "plays")?.as_primitive_opt::<UInt64Type>().with_context(|| format!("{}: `plays` is not uint64", p.display()))?;
         for i in 0..b.num_rows() {
-            let t = TrackText { item: item.value(i), track_id: id.value(i).into(), artist: artist.value(i).into(), title: title.value(i).into(), tags: vec![], lyrics: None };
+            let t = TrackText {
+                item: item.value(i),
+                track_id: id.value(i).into(),
+                artist: artist.value(i).into(),
+                title: title.value(i).into(),
+                tags: vec![],
+                lyrics: None,
+            };
             rows.push((plays.value(i), t));
         }
     }
@@ -103,7 +110,8 @@ pub fn read_side_car(path: &Path) -> anyhow::Result<HashMap<String, SideCarRow>>
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut s).with_context(|| format!("decompressing {}", path.display()))?;
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut s)
+            .with_context(|| format!("decompressing {}", path.display()))?;
         s
     } else {
         String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?
@@ -128,7 +136,11 @@ pub fn read_side_car(path: &Path) -> anyhow::Result<HashMap<String, SideCarRow>>
             mgphot: None,
         };
         if let Some(i) = mgphot.filter(|&i| !f[i].is_empty()) {
-            let v: Vec<f32> = f[i].split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("{}:{}: mgphot: {e}", path.display(), n + 2))?;
+            let v: Vec<f32> = f[i]
+                .split(',')
+                .map(|x| x.trim().parse::<f32>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{}:{}: mgphot: {e}", path.display(), n + 2))?;
             if v.len() != N_GENES || v.iter().any(|x| !(0.0..=1.0).contains(x)) {
                 bail!("{}:{}: mgphot must be {N_GENES} values in [0, 1], got {} values", path.display(), n + 2, v.len());
             }
@@ -143,8 +155,15 @@ pub fn read_side_car(path: &Path) -> anyhow::Result<HashMap<String, SideCarRow>>
 pub fn write_annotations(path: &Path, rows: &[Annotation]) -> anyhow::Result<()> {
     let mut item = UInt32Builder::new();
     let mut attempts = UInt32Builder::new();
-    let (mut id, mut artist, mut title, mut status, mut error, mut model, mut version) =
-        (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut id, mut artist, mut title, mut status, mut error, mut model, mut version) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     let mut gene_cols: Vec<UInt8Builder> = (0..N_GENES).map(|_| UInt8Builder::new()).collect();
     let mut scaled = ListBuilder::new(Float32Builder::new());
     for r in rows {
@@ -198,12 +217,16 @@ pub fn read_annotations(path: &Path) -> anyhow::Result<Vec<Annotation>> {
     let mut out = Vec::new();
     for b in batches(path)? {
         let s = |n| -> anyhow::Result<_> { col(path, &b, n)?.as_string_opt::<i32>().with_context(|| format!("{}: `{n}` is not utf8", path.display())) };
-        let (id, artist, title, status, error, model, version) = (s("track_id")?, s("artist")?, s("title")?, s("status")?, s("error")?, s("model")?, s("prompt_version")?);
-        let u32c = |n| -> anyhow::Result<_> { col(path, &b, n)?.as_primitive_opt::<UInt32Type>().with_context(|| format!("{}: `{n}` is not uint32", path.display())) };
+        let (id, artist, title, status, error, model, version) =
+            (s("track_id")?, s("artist")?, s("title")?, s("status")?, s("error")?, s("model")?, s("prompt_version")?);
+        let u32c =
+            |n| -> anyhow::Result<_> { col(path, &b, n)?.as_primitive_opt::<UInt32Type>().with_context(|| format!("{}: `{n}` is not uint32", path.display())) };
         let (item, attempts) = (u32c("item")?, u32c("attempts")?);
         let gcols = table
             .iter()
-            .map(|g| col(path, &b, g.name)?.as_primitive_opt::<UInt8Type>().with_context(|| format!("{}: gene column `{}` is not uint8", path.display(), g.name)))
+            .map(|g| {
+                col(path, &b, g.name)?.as_primitive_opt::<UInt8Type>().with_context(|| format!("{}: gene column `{}` is not uint8", path.display(), g.name))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for i in 0..b.num_rows() {
             let ratings = match status.value(i) {

@@ -117,7 +117,15 @@ fn fmt_rho(r: f64) -> String {
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!("{:<16} {:>6} {:>8} {:>7} {:>6}\n", "group", "tracks", "rho", "genes", "MAE");
     for r in rows.iter().filter(|r| r.level != "gene") {
-        s.push_str(&format!("{:<16} {:>6} {:>8} {:>4}/{:<2} {:>6.3}\n", r.name, r.n, fmt_rho(r.rho), r.genes_with_rho, if r.level == "all" { N_GENES } else { rows.iter().filter(|g| g.level == "gene" && g.group == r.name).count() }, r.mae));
+        s.push_str(&format!(
+            "{:<16} {:>6} {:>8} {:>4}/{:<2} {:>6.3}\n",
+            r.name,
+            r.n,
+            fmt_rho(r.rho),
+            r.genes_with_rho,
+            if r.level == "all" { N_GENES } else { rows.iter().filter(|g| g.level == "gene" && g.group == r.name).count() },
+            r.mae
+        ));
     }
     s.push_str(&format!("\n{:<26} {:<16} {:>8} {:>6}\n", "gene", "group", "rho", "MAE"));
     for r in rows.iter().filter(|r| r.level == "gene") {
@@ -170,7 +178,9 @@ mod tests {
 
     #[test]
     fn groups_average_genes_and_skip_undefined_rho() {
-        let mk = |f: &dyn Fn(usize, usize) -> f32| -> HashMap<String, Vec<f32>> { (0..5).map(|t| (format!("t{t}"), (0..N_GENES).map(|g| f(t, g)).collect())).collect() };
+        let mk = |f: &dyn Fn(usize, usize) -> f32| -> HashMap<String, Vec<f32>> {
+            (0..5).map(|t| (format!("t{t}"), (0..N_GENES).map(|g| f(t, g)).collect())).collect()
+        };
         let reference = mk(&|t, _| t as f32 / 5.0);
         // Gene 0 is constant (ρ undefined); the others follow the reference exactly but 0.2 higher.
         let annotated = mk(&|t, g| if g == 0 { 0.4 } else { (t as f32 + 1.0) / 5.0 });

@@ -135,7 +135,14 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             let log = read_log(&file, on_bad_row)?;
             eprint!("{}", log.report.summary(&file));
             schema::write_ingest(&out, &log).with_context(|| format!("writing the ingest of {} into {}", file.display(), out.display()))?;
-            eprintln!("wrote {} events, {} users, {} tracks to {} in {:.2}s", log.user.len(), log.users.len(), log.tracks.len(), out.display(), start.elapsed().as_secs_f64());
+            eprintln!(
+                "wrote {} events, {} users, {} tracks to {} in {:.2}s",
+                log.user.len(),
+                log.users.len(),
+                log.tracks.len(),
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         DataCommand::Prepare(a) => prepare(a),
@@ -179,7 +186,9 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 fn progress_bar(path: &Path) -> indicatif::ProgressBar {
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     pb.set_message(format!("reading {}", path.display()));
     pb
 }
@@ -188,7 +197,11 @@ fn read_log(file: &Path, on_bad_row: OnBadRow) -> anyhow::Result<ingest::Log> {
     let pb = progress_bar(file);
     let opts = IngestOptions { on_bad_row, ..IngestOptions::default() };
     let gz = file.extension().is_some_and(|e| e == "gz");
-    let log = ingest::ingest(file, opts, &mut |b| if !gz { pb.set_position(b) })?;
+    let log = ingest::ingest(file, opts, &mut |b| {
+        if !gz {
+            pb.set_position(b)
+        }
+    })?;
     pb.finish_and_clear();
     Ok(log)
 }
@@ -233,7 +246,10 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
             None => {
                 let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(SAMPLE_LISTENS));
                 let name = "data/sample/listens.tsv.gz (embedded)";
-                (ingest::ingest_reader(r, Path::new(name), IngestOptions { on_bad_row: cfg.ingest.on_bad_row, ..Default::default() }, &mut |_| {})?, name.to_string())
+                (
+                    ingest::ingest_reader(r, Path::new(name), IngestOptions { on_bad_row: cfg.ingest.on_bad_row, ..Default::default() }, &mut |_| {})?,
+                    name.to_string(),
+                )
             }
         };
         let durations = durations.join().map_err(|_| anyhow::anyhow!("reading the duration table failed"))??;
@@ -261,7 +277,9 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
     let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let (d, meta) = (&d, &meta);
-        let dataset = schema::DatasetFile::ALL.map(|part| scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display()))));
+        let dataset = schema::DatasetFile::ALL.map(|part| {
+            scope.spawn(move || schema::write_dataset_file(out, d, meta, part).with_context(|| format!("writing the dataset into {}", out.display())))
+        });
         let splits = splits.map(|(name, rows)| scope.spawn(move || schema::write_split(&out.join(format!("{name}.parquet")), rows, d, meta)));
         dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });

@@ -241,7 +241,14 @@ pub fn ingest_reader(r: impl BufRead + Send, path: &Path, opts: IngestOptions, p
 
 /// Parses `data` (a mapped file) in batches of chunks that end at line breaks; `release(from,
 /// to)` is told of each byte range that is parsed and merged, and never read again.
-fn ingest_mapped(data: &[u8], path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64), chunk: usize, release: &dyn Fn(usize, usize)) -> Result<Log, DataError> {
+fn ingest_mapped(
+    data: &[u8],
+    path: &Path,
+    opts: IngestOptions,
+    progress: &mut dyn FnMut(u64),
+    chunk: usize,
+    release: &dyn Fn(usize, usize),
+) -> Result<Log, DataError> {
     let mut m = Merger::new(data.len() / 64);
     let (mut at, mut sent, mut released) = (0usize, 0usize, 0usize);
     let mut batch: Vec<&[u8]> = Vec::with_capacity(batch_len());
@@ -807,7 +814,14 @@ fn check_fields(f: &[&[u8]; 6], count: usize) -> Result<i64, String> {
 /// Merges a parsed chunk's tables into `log`'s: chunk-local users and tracks get global indices
 /// (new ones are moved out of the chunk), and the counts are added. The events are left for
 /// [`Merged::write`].
-fn merge(log: &mut Log, users: &mut FastMap<Box<str>, u32>, tracks: &mut TrackTable<Box<str>>, c: Chunk<'_>, path: &Path, opts: IngestOptions) -> Result<Merged, DataError> {
+fn merge(
+    log: &mut Log,
+    users: &mut FastMap<Box<str>, u32>,
+    tracks: &mut TrackTable<Box<str>>,
+    c: Chunk<'_>,
+    path: &Path,
+    opts: IngestOptions,
+) -> Result<Merged, DataError> {
     let base = log.report.lines;
     log.report.header |= c.header;
     log.report.blank_lines += c.blank;
@@ -968,7 +982,16 @@ mod tests {
                     t.push(0xff); // not UTF-8: decoded lossily
                     t.extend_from_slice(format!("{tr}\t\tSong {tr}\r\n").as_bytes());
                 }
-                _ => t.extend_from_slice(format!("user_{u}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist {}\t{}\tSong {tr}\n", i % 60, tr % 5, tr % 5, if tr % 3 == 0 { String::new() } else { format!("tm{tr}") }).as_bytes()),
+                _ => t.extend_from_slice(
+                    format!(
+                        "user_{u}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist {}\t{}\tSong {tr}\n",
+                        i % 60,
+                        tr % 5,
+                        tr % 5,
+                        if tr % 3 == 0 { String::new() } else { format!("tm{tr}") }
+                    )
+                    .as_bytes(),
+                ),
             }
         }
         t.extend_from_slice(b"user_x\t2009-05-04T23:08:57Z\tam1\tArtist\ttm1\tSong"); // no final newline
@@ -1006,7 +1029,16 @@ mod tests {
         use std::io::Write;
         let mut t = Vec::new();
         for i in 0..3000u32 {
-            t.extend_from_slice(format!("user_{}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist\t{}\tSong {i}\n", i / 700, i % 60, i % 7, if i % 3 == 0 { String::new() } else { format!("tm{}", i % 400) }).as_bytes());
+            t.extend_from_slice(
+                format!(
+                    "user_{}\t2009-05-04T23:{:02}:57Z\tam{}\tArtist\t{}\tSong {i}\n",
+                    i / 700,
+                    i % 60,
+                    i % 7,
+                    if i % 3 == 0 { String::new() } else { format!("tm{}", i % 400) }
+                )
+                .as_bytes(),
+            );
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&t).unwrap();

@@ -10,12 +10,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field};
-use parquet::schema::types::ColumnPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,7 +59,8 @@ pub fn write(path: &Path, cols: Vec<(&str, ArrayRef)>, extra: &[(&str, String)])
             DataType::List(item) => item.data_type().clone(),
             t => t.clone(),
         };
-        let unique = matches!(field.name().as_str(), "item" | "session" | "line" | "track_id" | "title" | "user_id") && !matches!(field.data_type(), DataType::List(_));
+        let unique =
+            matches!(field.name().as_str(), "item" | "session" | "line" | "track_id" | "title" | "user_id") && !matches!(field.data_type(), DataType::List(_));
         if unique || matches!(leaf, DataType::Int64 | DataType::Float32) {
             let path = match field.data_type() {
                 DataType::List(item) => ColumnPath::new(vec![field.name().clone(), "list".into(), item.name().clone()]),
@@ -216,7 +217,8 @@ pub fn write_split(path: &Path, r: &SplitRows, d: &Dataset, meta: &[(&str, Strin
 pub(crate) fn batches(path: &Path) -> anyhow::Result<(Vec<RecordBatch>, Option<String>)> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
-    let version = b.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == SCHEMA_VERSION_KEY).and_then(|e| e.value.clone()));
+    let version =
+        b.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == SCHEMA_VERSION_KEY).and_then(|e| e.value.clone()));
     let r = b.with_batch_size(65_536).build()?;
     let out = r.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", path.display()))?;
     Ok((out, version))

@@ -253,12 +253,15 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
         .par_iter()
         .zip(&keep_user)
         .with_min_len(n_users.div_ceil(rayon::current_num_threads()).max(1))
-        .fold(|| vec![0u32; n_tracks], |mut n, (s, &keep)| {
-            if keep {
-                s.iter().for_each(|e| n[e.1 as usize] += 1);
-            }
-            n
-        })
+        .fold(
+            || vec![0u32; n_tracks],
+            |mut n, (s, &keep)| {
+                if keep {
+                    s.iter().for_each(|e| n[e.1 as usize] += 1);
+                }
+                n
+            },
+        )
         .reduce_with(|mut a, b| {
             a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
             a
@@ -358,15 +361,31 @@ pub fn build(log: &Log, cfg: &DataConfig, durations: &Durations) -> Dataset {
     // The output, user by user in parallel, each into its own stretch of the columns.
     let n_sessions: usize = users_raw.iter().map(|&u| user_sessions[u as usize].ends.len()).sum();
     let n_events: usize = users_raw.iter().map(|&u| user_sessions[u as usize].events.len()).sum();
-    let mut out = Sessions { user: vec![0; n_sessions], offsets: vec![0; n_sessions + 1], item: vec![0; n_events], ts: vec![0; n_events], completion: vec![None; n_events] };
+    let mut out = Sessions {
+        user: vec![0; n_sessions],
+        offsets: vec![0; n_sessions + 1],
+        item: vec![0; n_events],
+        ts: vec![0; n_events],
+        completion: vec![None; n_events],
+    };
     let mut jobs = Vec::with_capacity(users_raw.len());
     {
-        let (mut user, mut offsets, mut item, mut ts, mut completion) = (&mut out.user[..], &mut out.offsets[1..], &mut out.item[..], &mut out.ts[..], &mut out.completion[..]);
+        let (mut user, mut offsets, mut item, mut ts, mut completion) =
+            (&mut out.user[..], &mut out.offsets[1..], &mut out.item[..], &mut out.ts[..], &mut out.completion[..]);
         let mut base = 0u32;
         for (d, &u) in users_raw.iter().enumerate() {
             let us = &user_sessions[u as usize];
             let (k, n) = (us.ends.len(), us.events.len());
-            jobs.push((d as u32, u as usize, base, take_front(&mut user, k), take_front(&mut offsets, k), take_front(&mut item, n), take_front(&mut ts, n), take_front(&mut completion, n)));
+            jobs.push((
+                d as u32,
+                u as usize,
+                base,
+                take_front(&mut user, k),
+                take_front(&mut offsets, k),
+                take_front(&mut item, n),
+                take_front(&mut ts, n),
+                take_front(&mut completion, n),
+            ));
             base += n as u32;
         }
     }
@@ -514,7 +533,15 @@ mod tests {
     #[test]
     fn sessions_repeats_truncation_and_completion() {
         // u1: a b b c | (gap) d e ; out of order in the file.
-        let l = log(&[("u1", 1000 + 3 * 3600, "e"), ("u1", 1000, "a"), ("u1", 1100, "b"), ("u1", 1150, "b"), ("u1", 1400, "c"), ("u1", 1000 + 3 * 3600 - 60, "d"), ("u1", 1100, "b")]);
+        let l = log(&[
+            ("u1", 1000 + 3 * 3600, "e"),
+            ("u1", 1000, "a"),
+            ("u1", 1100, "b"),
+            ("u1", 1150, "b"),
+            ("u1", 1400, "c"),
+            ("u1", 1000 + 3 * 3600 - 60, "d"),
+            ("u1", 1100, "b"),
+        ]);
         let mut cfg = DataConfig::default();
         cfg.filters.max_session_len = 2;
         cfg.completion.last_event = LastEvent::Null;
@@ -549,7 +576,8 @@ mod tests {
     fn reference(l: &Log, cfg: &DataConfig, durations: &Durations) -> (Plain, Vec<(String, u64, u64, u64, u64)>, u64, u64) {
         use std::collections::{BTreeMap, HashSet};
         let (f, gap) = (&cfg.filters, cfg.gap_seconds());
-        let distinct = |e: &[(u32, i64, u32)]| (e.iter().map(|x| x.0).collect::<HashSet<_>>().len() as u64, e.iter().map(|x| x.2).collect::<HashSet<_>>().len() as u64);
+        let distinct =
+            |e: &[(u32, i64, u32)]| (e.iter().map(|x| x.0).collect::<HashSet<_>>().len() as u64, e.iter().map(|x| x.2).collect::<HashSet<_>>().len() as u64);
         let mut steps = vec![("ingested".to_string(), l.ts.len() as u64, l.users.len() as u64, l.tracks.len() as u64, 0)];
         // 0. Sort by (user, time, line); exact duplicates.
         let mut raw: Vec<(u32, i64, usize, u32)> = (0..l.ts.len()).map(|i| (l.user[i], l.ts[i], i, l.track[i])).collect();
@@ -568,11 +596,14 @@ mod tests {
                 let known = durations.get(&l.tracks[e0[i].2 as usize].id);
                 (known.or(estimate).map(|d| ((n.1 - e0[i].1) as f32 / d).clamp(0.0, 1.0)), known.is_none() && estimate.is_some())
             }
-            None => (match cfg.completion.last_event {
-                LastEvent::Null => None,
-                LastEvent::Zero => Some(0.0),
-                LastEvent::One => Some(1.0),
-            }, false),
+            None => (
+                match cfg.completion.last_event {
+                    LastEvent::Null => None,
+                    LastEvent::Zero => Some(0.0),
+                    LastEvent::One => Some(1.0),
+                },
+                false,
+            ),
         };
         // 1. Users by streams.
         let mut streams: BTreeMap<u32, u32> = BTreeMap::new();
@@ -622,7 +653,10 @@ mod tests {
         let null = all.iter().filter(|&&i| completion(i).0.is_none()).count() as u64;
         let estimated = all.iter().filter(|&&i| completion(i).1).count() as u64;
         sessions.sort_by(|a, b| (&l.users[e0[a[0]].0 as usize], e0[a[0]].1).cmp(&(&l.users[e0[b[0]].0 as usize], e0[b[0]].1)));
-        let plain = sessions.iter().map(|s| (l.users[e0[s[0]].0 as usize].clone(), s.iter().map(|&i| (l.tracks[e0[i].2 as usize].id.clone(), e0[i].1, completion(i).0)).collect())).collect();
+        let plain = sessions
+            .iter()
+            .map(|s| (l.users[e0[s[0]].0 as usize].clone(), s.iter().map(|&i| (l.tracks[e0[i].2 as usize].id.clone(), e0[i].1, completion(i).0)).collect()))
+            .collect();
         (plain, steps, null, estimated)
     }
 
@@ -672,7 +706,15 @@ mod tests {
             let d = build(&l, &cfg, &durs);
             let (want, steps, null, estimated) = reference(&l, &cfg, &durs);
             let got: Plain = (0..d.sessions.len())
-                .map(|s| (d.users[d.sessions.user[s] as usize].id.clone(), d.sessions.range(s).map(|i| (d.items[d.sessions.item[i] as usize].track.id.clone(), d.sessions.ts[i], d.sessions.completion[i])).collect()))
+                .map(|s| {
+                    (
+                        d.users[d.sessions.user[s] as usize].id.clone(),
+                        d.sessions
+                            .range(s)
+                            .map(|i| (d.items[d.sessions.item[i] as usize].track.id.clone(), d.sessions.ts[i], d.sessions.completion[i]))
+                            .collect(),
+                    )
+                })
                 .collect();
             assert_eq!(got, want, "seed {seed}");
             assert_eq!(d.report.steps, steps, "seed {seed}");

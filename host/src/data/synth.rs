@@ -47,7 +47,21 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self { users: 50, tracks: 5000, seed: 42, rows: None, styles: 12, zipf: 1.0, drift: 0.12, session_mean: 14.0, empty_mbid: 0.15, bad_rows: 0.0, clips: 0, clip_seconds: 2.0, gzip: false }
+        Self {
+            users: 50,
+            tracks: 5000,
+            seed: 42,
+            rows: None,
+            styles: 12,
+            zipf: 1.0,
+            drift: 0.12,
+            session_mean: 14.0,
+            empty_mbid: 0.15,
+            bad_rows: 0.0,
+            clips: 0,
+            clip_seconds: 2.0,
+            gzip: false,
+        }
     }
 }
 
@@ -106,13 +120,52 @@ impl Rng {
     }
 }
 
-const GENRES: [&str; 16] = ["rock", "jazz", "electronic", "folk", "hiphop", "classical", "metal", "soul", "reggae", "ambient", "punk", "blues", "country", "disco", "latin", "techno"];
+const GENRES: [&str; 16] =
+    ["rock", "jazz", "electronic", "folk", "hiphop", "classical", "metal", "soul", "reggae", "ambient", "punk", "blues", "country", "disco", "latin", "techno"];
 const DESCRIPTORS: [&str; 40] = [
-    "mellow", "energetic", "dark", "bright", "acoustic", "distorted", "groovy", "dreamy", "aggressive", "melancholic", "upbeat", "raw", "lush", "minimal", "epic", "intimate",
-    "funky", "hypnotic", "noisy", "smooth", "catchy", "brooding", "playful", "heavy", "airy", "soulful", "gritty", "cinematic", "retro", "futuristic", "lofi", "orchestral",
-    "danceable", "slow", "fast", "vocal", "instrumental", "romantic", "political", "spiritual",
+    "mellow",
+    "energetic",
+    "dark",
+    "bright",
+    "acoustic",
+    "distorted",
+    "groovy",
+    "dreamy",
+    "aggressive",
+    "melancholic",
+    "upbeat",
+    "raw",
+    "lush",
+    "minimal",
+    "epic",
+    "intimate",
+    "funky",
+    "hypnotic",
+    "noisy",
+    "smooth",
+    "catchy",
+    "brooding",
+    "playful",
+    "heavy",
+    "airy",
+    "soulful",
+    "gritty",
+    "cinematic",
+    "retro",
+    "futuristic",
+    "lofi",
+    "orchestral",
+    "danceable",
+    "slow",
+    "fast",
+    "vocal",
+    "instrumental",
+    "romantic",
+    "political",
+    "spiritual",
 ];
-const SYLLABLES: [&str; 24] = ["ka", "lo", "mi", "ra", "to", "ne", "su", "vi", "da", "re", "zo", "pa", "li", "mo", "fe", "gu", "an", "el", "or", "ti", "be", "sha", "nu", "ko"];
+const SYLLABLES: [&str; 24] =
+    ["ka", "lo", "mi", "ra", "to", "ne", "su", "vi", "da", "re", "zo", "pa", "li", "mo", "fe", "gu", "an", "el", "or", "ti", "be", "sha", "nu", "ko"];
 /// MGPHot genes (see SEED.md): 58 values in [0, 1], in 7 groups.
 pub const GENES: usize = 58;
 
@@ -190,7 +243,8 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
         .map(|_| {
             let n = 2 + rng.below(2);
             word(&mut rng, n)
-        }).collect();
+        })
+        .collect();
     let styles: Vec<Style> = (0..n_styles)
         .map(|k| {
             let name = if k < GENRES.len() { GENRES[k].to_string() } else { format!("{}{}", GENRES[k % GENRES.len()], k / GENRES.len()) };
@@ -204,7 +258,16 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             let words = (0..40).map(|_| rng.below(pool.len())).collect();
             let genes = (0..GENES).map(|_| 0.1 + 0.8 * rng.f64()).collect();
             let timbre = [1.0, rng.f64(), rng.f64() * 0.7, rng.f64() * 0.4];
-            Style { name, tags, words, genes, duration: 150.0 + 180.0 * rng.f64(), tempo: 70.0 + 100.0 * rng.f64(), pitch: 110.0 * 2f64.powf(2.0 * rng.f64()), timbre }
+            Style {
+                name,
+                tags,
+                words,
+                genes,
+                duration: 150.0 + 180.0 * rng.f64(),
+                tempo: 70.0 + 100.0 * rng.f64(),
+                pitch: 110.0 * 2f64.powf(2.0 * rng.f64()),
+                timbre,
+            }
         })
         .collect();
 
@@ -213,7 +276,8 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
     let artists: Vec<(String, String, usize)> = (0..n_artists)
         .map(|_| {
             let mbid = if rng.f64() < cfg.empty_mbid * 0.7 { String::new() } else { uuid(&mut rng) };
-            let name = if rng.f64() < 0.3 { format!("The {}s", cap(&word(&mut rng, 2))) } else { format!("{} {}", cap(&word(&mut rng, 2)), cap(&word(&mut rng, 3))) };
+            let name =
+                if rng.f64() < 0.3 { format!("The {}s", cap(&word(&mut rng, 2))) } else { format!("{} {}", cap(&word(&mut rng, 2)), cap(&word(&mut rng, 3))) };
             (mbid, name, rng.below(n_styles))
         })
         .collect();
@@ -230,7 +294,10 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             let artist = rng.pick(&artist_cdf);
             let style = if rng.f64() < 0.85 { artists[artist].2 } else { rng.below(n_styles) };
             let st = &styles[style];
-            let title = (0..2 + rng.below(2)).map(|_| cap(&pool[if rng.f64() < 0.6 { st.words[rng.below(st.words.len())] } else { rng.below(pool.len()) }])).collect::<Vec<_>>().join(" ");
+            let title = (0..2 + rng.below(2))
+                .map(|_| cap(&pool[if rng.f64() < 0.6 { st.words[rng.below(st.words.len())] } else { rng.below(pool.len()) }]))
+                .collect::<Vec<_>>()
+                .join(" ");
             let mbid = if rng.f64() < cfg.empty_mbid { String::new() } else { uuid(&mut rng) };
             let id = if mbid.is_empty() { name_hash_id(&[&artists[artist].1, &title]) } else { mbid.clone() };
             let mut tags: Vec<&'static str> = vec![];
@@ -243,7 +310,10 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             if rng.f64() < 0.3 {
                 tags.push(DESCRIPTORS[rng.below(DESCRIPTORS.len())]);
             }
-            let lyrics = (0..40).map(|_| pool[if rng.f64() < 0.7 { st.words[rng.below(st.words.len())] } else { rng.below(pool.len()) }].as_str()).collect::<Vec<_>>().join(" ");
+            let lyrics = (0..40)
+                .map(|_| pool[if rng.f64() < 0.7 { st.words[rng.below(st.words.len())] } else { rng.below(pool.len()) }].as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             let genes = st.genes.iter().map(|g| ((g + 0.12 * rng.normal()).clamp(0.0, 1.0) * 5.0).round() / 5.0).collect();
             let duration = (st.duration * (0.25 * rng.normal()).exp()).clamp(30.0, 900.0).round() as u32;
             let tempo = (st.tempo * (1.0 + 0.05 * rng.normal())).max(40.0);
@@ -318,7 +388,13 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
                     };
                     let track = &tracks[tr];
                     let skip_p = if prefs.contains(&track.style) { 0.08 } else { 0.45 };
-                    let frac = if rng.f64() < skip_p { 0.03 + 0.27 * rng.f64() } else if rng.f64() < 0.7 { 1.0 } else { 0.85 + 0.15 * rng.f64() };
+                    let frac = if rng.f64() < skip_p {
+                        0.03 + 0.27 * rng.f64()
+                    } else if rng.f64() < 0.7 {
+                        1.0
+                    } else {
+                        0.85 + 0.15 * rng.f64()
+                    };
                     rows.push((t, tr));
                     t += (f64::from(track.duration) * frac).round() as i64 + rng.below(9) as i64;
                     prev = Some(tr);
@@ -366,12 +442,29 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
 
     let p = out.join("tracks.tsv");
     crate::io::write_atomic(&p, |w| {
-        writeln!(w, "track_id\ttrack_mbid\tartist_id\tartist\ttitle\tstyle\tstyle_name\tduration_s\ttempo_bpm\tpitch_hz\tpopularity_rank\ttags\tlyrics\tmgphot")?;
+        writeln!(
+            w,
+            "track_id\ttrack_mbid\tartist_id\tartist\ttitle\tstyle\tstyle_name\tduration_s\ttempo_bpm\tpitch_hz\tpopularity_rank\ttags\tlyrics\tmgphot"
+        )?;
         for t in &tracks {
             let (amb, aname, _) = &artists[t.artist];
             let aid = if amb.is_empty() { name_hash_id(&[aname]) } else { amb.clone() };
             let genes = t.genes.iter().map(|g| format!("{g:.1}")).collect::<Vec<_>>().join(",");
-            writeln!(w, "{}\t{}\t{aid}\t{aname}\t{}\t{}\t{}\t{}\t{:.1}\t{:.1}\t{}\t{}\t{}\t{genes}", t.id, t.mbid, t.title, t.style, styles[t.style].name, t.duration, t.tempo, t.pitch, t.rank, t.tags.join(","), t.lyrics)?;
+            writeln!(
+                w,
+                "{}\t{}\t{aid}\t{aname}\t{}\t{}\t{}\t{}\t{:.1}\t{:.1}\t{}\t{}\t{}\t{genes}",
+                t.id,
+                t.mbid,
+                t.title,
+                t.style,
+                styles[t.style].name,
+                t.duration,
+                t.tempo,
+                t.pitch,
+                t.rank,
+                t.tags.join(","),
+                t.lyrics
+            )?;
         }
         Ok(())
     })?;

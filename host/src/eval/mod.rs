@@ -74,14 +74,7 @@ impl MetricSuite {
             let name = inst.name().to_string();
             let version = inst.plugin().info().version.clone();
             for (ki, (k, value)) in inst.finish()?.into_iter().enumerate() {
-                results.push(MetricResult {
-                    metric: name.clone(),
-                    k,
-                    value,
-                    ci: None,
-                    n_users: self.n_users,
-                    plugin_version: version.clone(),
-                });
+                results.push(MetricResult { metric: name.clone(), k, value, ci: None, n_users: self.n_users, plugin_version: version.clone() });
                 series.push(&self.per_user[m][ki]);
             }
         }

@@ -24,12 +24,7 @@ pub fn mrr(ranked: &[u32], targets: &[u32]) -> f64 {
 
 /// DCG of the hits (gain 1 / log2(rank + 1)) over the ideal DCG of min(|targets|, K) hits.
 pub fn ndcg(ranked: &[u32], targets: &[u32], k: usize) -> f64 {
-    let dcg: f64 = ranked
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| targets.contains(i))
-        .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
-        .sum();
+    let dcg: f64 = ranked.iter().enumerate().filter(|(_, i)| targets.contains(i)).map(|(r, _)| 1.0 / ((r + 2) as f64).log2()).sum();
     let ideal: f64 = (0..targets.len().min(k)).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
     dcg / ideal
 }

@@ -12,8 +12,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
 use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,22 +39,12 @@ pub struct RankingsFile {
 /// a file without a single user with targets.
 pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
-    let meta_n = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == N_ITEMS_KEY).and_then(|e| e.value.clone()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let meta_n = builder.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == N_ITEMS_KEY).and_then(|e| e.value.clone()));
     let n_items = match (n_items, meta_n) {
         (Some(n), _) => n,
-        (None, Some(v)) => v
-            .parse()
-            .with_context(|| format!("{}: metadata {N_ITEMS_KEY} = {v:?} is not a count", path.display()))?,
-        (None, None) => bail!(
-            "{}: the catalog size is unknown: pass --n-items N, or write the key `{N_ITEMS_KEY}` in the file's metadata",
-            path.display()
-        ),
+        (None, Some(v)) => v.parse().with_context(|| format!("{}: metadata {N_ITEMS_KEY} = {v:?} is not a count", path.display()))?,
+        (None, None) => bail!("{}: the catalog size is unknown: pass --n-items N, or write the key `{N_ITEMS_KEY}` in the file's metadata", path.display()),
     };
     let reader = builder.build().with_context(|| format!("reading {}", path.display()))?;
     let mut out = RankingsFile { users: Vec::new(), rankings: Vec::new(), skipped_no_targets: 0, n_items };
@@ -62,9 +52,10 @@ pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
         let col = |name: &str| {
-            batch.column_by_name(name).cloned().with_context(|| {
-                format!("{}: no column `{name}` (the file needs `user`, `ranked` and `targets`)", path.display())
-            })
+            batch
+                .column_by_name(name)
+                .cloned()
+                .with_context(|| format!("{}: no column `{name}` (the file needs `user`, `ranked` and `targets`)", path.display()))
         };
         let users = texts(&col("user")?).with_context(|| format!("{}: column `user`", path.display()))?;
         let ranked = lists(&col("ranked")?, row).with_context(|| format!("{}: column `ranked`", path.display()))?;

@@ -229,11 +229,7 @@ fn decode_stream(path: &Path, file: File, max_seconds: f32) -> Result<Pcm, Audio
         .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| dec_err(format!("unrecognised container: {e}")))?;
     let mut format = probed.format;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| dec_err("no audio track".into()))?;
+    let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or_else(|| dec_err("no audio track".into()))?;
     let track_id = track.id;
     // Every container's header, checked before the decoder sizes its buffers from it.
     let params = &track.codec_params;
@@ -247,9 +243,7 @@ fn decode_stream(path: &Path, file: File, max_seconds: f32) -> Result<Pcm, Audio
         return Err(header_err(format!("{n} frames per packet (at most {MAX_FRAMES_PER_PACKET} are accepted)")));
     }
     let mut rate = params.sample_rate;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(params, &DecoderOptions::default())
-        .map_err(|e| dec_err(format!("unsupported codec: {e}")))?;
+    let mut decoder = symphonia::default::get_codecs().make(params, &DecoderOptions::default()).map_err(|e| dec_err(format!("unsupported codec: {e}")))?;
     let mut samples: Vec<f32> = Vec::new();
     let mut buf: Option<SampleBuffer<f32>> = None;
     let (mut packets, mut bad_packets, mut first_error) = (0usize, 0usize, None);
@@ -307,7 +301,9 @@ fn decode_stream(path: &Path, file: File, max_seconds: f32) -> Result<Pcm, Audio
     }
     if let Some((i, x)) = samples.iter().enumerate().find(|(_, x)| !(x.abs() <= MAX_ABS_SAMPLE)) {
         let at = i as f64 / f64::from(rate);
-        return Err(dec_err(format!("sample {x:e} at {at:.3} s is not finite or beyond ±{MAX_ABS_SAMPLE} (audio lies within ±1): the file is not usable audio")));
+        return Err(dec_err(format!(
+            "sample {x:e} at {at:.3} s is not finite or beyond ±{MAX_ABS_SAMPLE} (audio lies within ±1): the file is not usable audio"
+        )));
     }
     Ok(Pcm { samples, rate })
 }
@@ -341,7 +337,11 @@ fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     CONTAINED.with(|c| c.set(was));
     result.map_err(|payload| {
         LAST.with(|last| last.borrow_mut().take()).unwrap_or_else(|| {
-            payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic without a message".into())
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into())
         })
     })
 }

@@ -97,7 +97,14 @@ fn run_extract(runtime: &Runtime, dirs: &[PathBuf], a: ExtractArgs) -> anyhow::R
 /// Runs every extractor of `cfg` over the catalog of `prepared`, into `cfg.out` (default
 /// `<prepared>/features`): cached and resumable, as `encore features extract`; `encore run`'s
 /// features stage.
-pub fn extract_all(runtime: &Runtime, dirs: &[PathBuf], cfg: &FeaturesConfig, prepared: &std::path::Path, max_failed: usize, progress: bool) -> anyhow::Result<()> {
+pub fn extract_all(
+    runtime: &Runtime,
+    dirs: &[PathBuf],
+    cfg: &FeaturesConfig,
+    prepared: &std::path::Path,
+    max_failed: usize,
+    progress: bool,
+) -> anyhow::Result<()> {
     let mut tracks = items::read_items(prepared).with_context(|| format!("reading the catalog of {}", prepared.display()))?;
     if let Some(side) = &cfg.tracks {
         let table = items::read_sidecar(side)?;
@@ -120,7 +127,8 @@ pub fn extract_all(runtime: &Runtime, dirs: &[PathBuf], cfg: &FeaturesConfig, pr
     let plugins = cfg.extractor.iter().map(|e| discover::find(runtime, dirs, &e.plugin, PluginKind::Extractor)).collect::<anyhow::Result<Vec<_>>>()?;
     for (e, plugin) in cfg.extractor.iter().zip(&plugins) {
         let params = params_from_toml(&e.params).with_context(|| format!("parameters of extractor `{}`", e.plugin))?;
-        let s = extract(plugin, &params, e.name.as_deref(), &tracks, &opts).with_context(|| format!("extracting with `{}` ({})", plugin.info().name, plugin.id().path.display()))?;
+        let s = extract(plugin, &params, e.name.as_deref(), &tracks, &opts)
+            .with_context(|| format!("extracting with `{}` ({})", plugin.info().name, plugin.id().path.display()))?;
         let rate = if s.seconds > 0.0 { s.computed as f64 / s.seconds } else { 0.0 };
         println!(
             "{}: {} items, dim {}: {} done, {} missing, {} failed; computed {} ({rate:.1} tracks/s), cached {}{}",
@@ -170,7 +178,10 @@ fn run_purity(a: PurityArgs) -> anyhow::Result<()> {
         }
         let p = purity::knn_purity(&v, &l, a.k);
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("{name:<24} {:>6} {:>3} {:>7} {:>8.4} {:>12.4} {:>9.4} {:>12.4}", p.n, p.k, p.classes, p.raw, p.standardized, p.chance_uniform, p.chance_prior);
+        println!(
+            "{name:<24} {:>6} {:>3} {:>7} {:>8.4} {:>12.4} {:>9.4} {:>12.4}",
+            p.n, p.k, p.classes, p.raw, p.standardized, p.chance_uniform, p.chance_prior
+        );
     }
     Ok(())
 }

@@ -50,7 +50,15 @@ pub struct ExtractOptions {
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { out_dir: PathBuf::from("features"), audio_dir: None, max_seconds: None, batch: None, max_failed: 100, progress: false, models_key: vec![] }
+        ExtractOptions {
+            out_dir: PathBuf::from("features"),
+            audio_dir: None,
+            max_seconds: None,
+            batch: None,
+            max_failed: 100,
+            progress: false,
+            models_key: vec![],
+        }
     }
 }
 
@@ -106,7 +114,14 @@ fn run_key(wasm_sha: &str, plugin: &Plugin, params: &[(String, ParamValue)], spe
     let mut h = Sha256::new();
     let text = format!(
         "encore-features-v1\nwasm={wasm_sha}\nplugin={} {}\nparams={params:?}\nspec={} {} {:?}\nmax_seconds={:?}\naudio={}\nmodels={:?}\n",
-        i.name, i.version, spec.name, spec.dim, spec.wants_audio, spec.wants_audio.map(|_| audio::cap_seconds(opts.max_seconds)), audio::METHOD, opts.models_key
+        i.name,
+        i.version,
+        spec.name,
+        spec.dim,
+        spec.wants_audio,
+        spec.wants_audio.map(|_| audio::cap_seconds(opts.max_seconds)),
+        audio::METHOD,
+        opts.models_key
     );
     h.update(text.as_bytes());
     hex(&h.finalize())
@@ -184,7 +199,13 @@ pub fn parts_dir(out_dir: &Path, name: &str) -> PathBuf {
 /// Runs `plugin` with `params` over `tracks` (the catalog, by index) and writes
 /// `<out_dir>/<name>.parquet` and `<name>.manifest.toml`, `name` being `name_override` or the
 /// plugin's spec name.
-pub fn extract(plugin: &Plugin, params: &[(String, ParamValue)], name_override: Option<&str>, tracks: &[Track], opts: &ExtractOptions) -> anyhow::Result<Summary> {
+pub fn extract(
+    plugin: &Plugin,
+    params: &[(String, ParamValue)],
+    name_override: Option<&str>,
+    tracks: &[Track],
+    opts: &ExtractOptions,
+) -> anyhow::Result<Summary> {
     let pname = plugin.info().name.clone();
     let wasm_sha = file_sha256(&plugin.id().path)?;
     let mut inst = instantiate(plugin, params)?;
@@ -266,10 +287,13 @@ pub fn extract(plugin: &Plugin, params: &[(String, ParamValue)], name_override: 
     let reusable = |i: usize| cached.get(&tracks[i].track_id).filter(|r| r.input_key == keys[i] && r.status != Status::Failed);
     let todo: Vec<usize> = (0..tracks.len()).filter(|&i| reusable(i).is_none()).collect();
 
-    let mut summary = Summary { name: name.clone(), file: final_path.clone(), dim: spec.dim, items: tracks.len(), cached: tracks.len() - todo.len(), ..Summary::default() };
+    let mut summary =
+        Summary { name: name.clone(), file: final_path.clone(), dim: spec.dim, items: tracks.len(), cached: tracks.len() - todo.len(), ..Summary::default() };
     let unchanged = todo.is_empty()
         && n_parts == 0
-        && previous.as_ref().is_some_and(|p| p.len() == tracks.len() && p.iter().zip(tracks).zip(&keys).all(|((r, t), k)| r.item == t.index && r.track_id == t.track_id && &r.input_key == k));
+        && previous.as_ref().is_some_and(|p| {
+            p.len() == tracks.len() && p.iter().zip(tracks).zip(&keys).all(|((r, t), k)| r.item == t.index && r.track_id == t.track_id && &r.input_key == k)
+        });
     let started = Instant::now();
     let mut computed: HashMap<usize, Row> = HashMap::new();
     if !todo.is_empty() {
@@ -306,7 +330,9 @@ pub fn extract(plugin: &Plugin, params: &[(String, ParamValue)], name_override: 
                 for (a, t) in audio_in.into_iter().zip(&batch_tracks) {
                     let (p, why) = match a {
                         AudioIn::Pcm(x) => (Some(x), None),
-                        AudioIn::NoClip => (None, Some(format!("no clip for {} in {} (looked for {})", t.track_id, audio_dir.display(), audio::EXTENSIONS.join(", ")))),
+                        AudioIn::NoClip => {
+                            (None, Some(format!("no clip for {} in {} (looked for {})", t.track_id, audio_dir.display(), audio::EXTENSIONS.join(", "))))
+                        }
                         AudioIn::Bad(e) => (None, Some(e)),
                         AudioIn::NotWanted => (None, None),
                     };
@@ -319,7 +345,9 @@ pub fn extract(plugin: &Plugin, params: &[(String, ParamValue)], name_override: 
                     let t = &tracks[i];
                     let (status, reason, vector) = match o {
                         Ok(Some(v)) => (Status::Ok, None, Some(v)),
-                        Ok(None) => (Status::Missing, Some(no_input[k].clone().unwrap_or_else(|| format!("`{pname}` returned none (input missing or unusable)"))), None),
+                        Ok(None) => {
+                            (Status::Missing, Some(no_input[k].clone().unwrap_or_else(|| format!("`{pname}` returned none (input missing or unusable)"))), None)
+                        }
                         Err(e) => (Status::Failed, Some(e), None),
                     };
                     if status == Status::Failed {
@@ -392,7 +420,14 @@ fn is_trap(e: &PluginError) -> bool {
 /// One plugin call per sub-batch that fits the memory cap; a failing sub-batch is retried track
 /// by track in fresh instances. One entry per track: the vector or none, or the error that made
 /// this track alone fail.
-fn run_batch(inst: &mut ExtractorInstance, plugin: &Plugin, params: &[(String, ParamValue)], tracks: &[Track], pcm: &[Option<Vec<f32>>], cap_bytes: u64) -> anyhow::Result<Vec<Result<Option<Vec<f32>>, String>>> {
+fn run_batch(
+    inst: &mut ExtractorInstance,
+    plugin: &Plugin,
+    params: &[(String, ParamValue)],
+    tracks: &[Track],
+    pcm: &[Option<Vec<f32>>],
+    cap_bytes: u64,
+) -> anyhow::Result<Vec<Result<Option<Vec<f32>>, String>>> {
     let mut out = Vec::with_capacity(tracks.len());
     let mut start = 0;
     while start < tracks.len() {
@@ -438,7 +473,16 @@ fn run_batch(inst: &mut ExtractorInstance, plugin: &Plugin, params: &[(String, P
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_manifest(path: &Path, plugin: &Plugin, wasm_sha: &str, params: &[(String, ParamValue)], spec: &Spec, key: &str, opts: &ExtractOptions, s: &Summary) -> anyhow::Result<()> {
+fn write_manifest(
+    path: &Path,
+    plugin: &Plugin,
+    wasm_sha: &str,
+    params: &[(String, ParamValue)],
+    spec: &Spec,
+    key: &str,
+    opts: &ExtractOptions,
+    s: &Summary,
+) -> anyhow::Result<()> {
     let i = plugin.info();
     let mut t = toml::Table::new();
     t.insert("format".into(), 1i64.into());

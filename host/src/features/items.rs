@@ -22,7 +22,8 @@ pub fn read_items(prepared: &Path) -> anyhow::Result<Vec<Track>> {
     for b in &bs {
         let s = |n| -> anyhow::Result<_> { schema::column(&p, b, n)?.as_string_opt::<i32>().with_context(|| format!("{}: `{n}` is not utf8", p.display())) };
         let (id, ar, ti) = (s("track_id")?, s("artist")?, s("title")?);
-        let dur = schema::column(&p, b, "duration_s")?.as_primitive_opt::<Float32Type>().with_context(|| format!("{}: `duration_s` is not float32", p.display()))?;
+        let dur =
+            schema::column(&p, b, "duration_s")?.as_primitive_opt::<Float32Type>().with_context(|| format!("{}: `duration_s` is not float32", p.display()))?;
         for i in 0..b.num_rows() {
             out.push(Track {
                 index: out.len() as u32,
@@ -58,7 +59,11 @@ pub struct SideRow {
 pub fn read_sidecar(path: &Path) -> anyhow::Result<FastMap<String, SideRow>> {
     let r = crate::data::ingest::open(path)?;
     let mut lines = r.lines();
-    let header = lines.next().transpose().with_context(|| format!("reading {}", path.display()))?.with_context(|| format!("{}: empty; expected a header with track_id", path.display()))?;
+    let header = lines
+        .next()
+        .transpose()
+        .with_context(|| format!("reading {}", path.display()))?
+        .with_context(|| format!("{}: empty; expected a header with track_id", path.display()))?;
     let header: Vec<String> = header.trim_end_matches('\r').split('\t').map(String::from).collect();
     let col = |n: &str| header.iter().position(|h| h == n);
     let ci = col("track_id").with_context(|| format!("{}: no column `track_id` in the header", path.display()))?;
@@ -74,7 +79,11 @@ pub fn read_sidecar(path: &Path) -> anyhow::Result<FastMap<String, SideRow>> {
         let cell = |c: Option<usize>| c.map(|c| f[c]).filter(|s| !s.is_empty());
         let mut row = SideRow::default();
         if let Some(d) = cell(cd) {
-            let d: f32 = d.parse().ok().filter(|d: &f32| d.is_finite() && *d > 0.0).with_context(|| format!("{}:{line}: duration_s {d:?} is not a positive number", path.display()))?;
+            let d: f32 = d
+                .parse()
+                .ok()
+                .filter(|d: &f32| d.is_finite() && *d > 0.0)
+                .with_context(|| format!("{}:{line}: duration_s {d:?} is not a positive number", path.display()))?;
             row.duration_s = Some(d);
         }
         if let Some(t) = cell(ct) {

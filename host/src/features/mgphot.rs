@@ -18,15 +18,8 @@ pub struct Gene {
 }
 
 /// The seven groups in order, with their index ranges.
-pub const GROUPS: [(&str, std::ops::Range<usize>); 7] = [
-    ("vocals", 0..7),
-    ("harmony", 7..9),
-    ("rhythm", 9..19),
-    ("instrumentation", 19..35),
-    ("lyrics", 35..43),
-    ("sonority", 43..49),
-    ("composition", 49..58),
-];
+pub const GROUPS: [(&str, std::ops::Range<usize>); 7] =
+    [("vocals", 0..7), ("harmony", 7..9), ("rhythm", 9..19), ("instrumentation", 19..35), ("lyrics", 35..43), ("sonority", 43..49), ("composition", 49..58)];
 
 /// Number of genes.
 pub const N_GENES: usize = 58;

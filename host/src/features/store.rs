@@ -130,7 +130,8 @@ pub fn read(path: &Path) -> anyhow::Result<FeatureFile> {
     let kv = |k: &str| b.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone()));
     crate::data::schema::check_version(path, kv(crate::data::schema::SCHEMA_VERSION_KEY))?;
     let run_key = kv(RUN_KEY);
-    let dim: usize = kv(DIM_KEY).and_then(|d| d.parse().ok()).with_context(|| format!("{}: no `{DIM_KEY}` metadata: not an encore features file", path.display()))?;
+    let dim: usize =
+        kv(DIM_KEY).and_then(|d| d.parse().ok()).with_context(|| format!("{}: no `{DIM_KEY}` metadata: not an encore features file", path.display()))?;
     let mut rows = Vec::new();
     for batch in b.build()? {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;

@@ -70,8 +70,7 @@ impl SentenceEncoder {
             return Err(format!("{}: only mean pooling is supported", pooling.display()));
         }
         let modules = dir.join("modules.json");
-        let normalize = !modules.exists()
-            || read_json::<Vec<Module>>(&modules)?.iter().any(|m| m.kind.ends_with("models.Normalize"));
+        let normalize = !modules.exists() || read_json::<Vec<Module>>(&modules)?.iter().any(|m| m.kind.ends_with("models.Normalize"));
 
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
@@ -79,8 +78,7 @@ impl SentenceEncoder {
         }
         // SAFETY: the weights are memory-mapped read-only; like every safetensors loader we assume
         // nobody truncates the file while the model is loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| format!("reading {}: {e}", weights.display()))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }.map_err(|e| format!("reading {}: {e}", weights.display()))?;
         let model = BertModel::load(vb, &config).map_err(|e| format!("loading the weights of {}: {e}", weights.display()))?;
 
         let tok_path = dir.join("tokenizer.json");
@@ -88,9 +86,7 @@ impl SentenceEncoder {
         let pad_id = tokenizer.get_padding().map_or(config.pad_token_id as u32, |p| p.pad_id);
         // Pooling masks padding, so we pad per batch ourselves; truncation follows sentence-transformers.
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| format!("{}: {e}", tok_path.display()))?;
+        tokenizer.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| format!("{}: {e}", tok_path.display()))?;
         Ok(SentenceEncoder { model, tokenizer, dim: config.hidden_size, max_len, pad_id, normalize, device: device.clone() })
     }
 

@@ -104,10 +104,8 @@ impl AudioEncoder {
             return Err(format!("{} is missing (an HF EnCodec folder holds config.json and model.safetensors)", weights.display()));
         }
         // SAFETY: read-only memory map; we assume nobody truncates the file while it is loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| format!("reading {}: {e}", weights.display()))?;
-        let encoder =
-            Encoder::new(&cfg, vb.pp("encoder")).map_err(|e| format!("loading the encoder weights of {}: {e}", weights.display()))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }.map_err(|e| format!("reading {}: {e}", weights.display()))?;
+        let encoder = Encoder::new(&cfg, vb.pp("encoder")).map_err(|e| format!("loading the encoder weights of {}: {e}", weights.display()))?;
         Ok(AudioEncoder {
             encoder,
             sample_rate: hf.sampling_rate as u32,

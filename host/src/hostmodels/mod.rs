@@ -51,7 +51,9 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     /// The name is neither registered nor in the environment.
-    #[error("model `{name}` is not registered: add `[models.{name}] path = \"/path/to/hf-folder\"` to the config, pass `--model-dir {name}=PATH`, or set {env}")]
+    #[error(
+        "model `{name}` is not registered: add `[models.{name}] path = \"/path/to/hf-folder\"` to the config, pass `--model-dir {name}=PATH`, or set {env}"
+    )]
     Unknown {
         /// The model's name.
         name: String,
@@ -154,12 +156,7 @@ fn valid_name(name: &str) -> bool {
 impl ModelRegistry {
     /// No registered models; names resolve from `ENCORE_MODEL_<NAME>`. Runs on the CPU.
     pub fn new() -> Self {
-        ModelRegistry {
-            entries: Arc::default(),
-            env_fallback: true,
-            device: Device::Cpu,
-            loaded: Arc::default(),
-        }
+        ModelRegistry { entries: Arc::default(), env_fallback: true, device: Device::Cpu, loaded: Arc::default() }
     }
 
     /// The `[models]` table of a config read from a file in `base_dir`.
@@ -243,9 +240,8 @@ impl ModelRegistry {
         let path = self.resolve(name)?;
         let load_err = |message: String| ModelError::Load { name: name.to_string(), path: path.clone(), message };
         let config = path.join("config.json");
-        let text = std::fs::read_to_string(&config).map_err(|e| {
-            load_err(format!("reading {}: {e} (a model is an HF folder with config.json and model.safetensors)", config.display()))
-        })?;
+        let text = std::fs::read_to_string(&config)
+            .map_err(|e| load_err(format!("reading {}: {e} (a model is an HF folder with config.json and model.safetensors)", config.display())))?;
         #[derive(Deserialize)]
         struct Kind {
             model_type: Option<String>,
@@ -256,10 +252,7 @@ impl ModelRegistry {
             Some("encodec") => Loaded::Audio(encodec::AudioEncoder::load(&path, &self.device).map_err(load_err)?),
             other => {
                 let found = other.map_or("missing".to_string(), |t| format!("{t:?}"));
-                return Err(load_err(format!(
-                    "{}: model_type {found} is not supported (text: \"bert\"; audio: \"encodec\")",
-                    config.display()
-                )));
+                return Err(load_err(format!("{}: model_type {found} is not supported (text: \"bert\"; audio: \"encodec\")", config.display())));
             }
         };
         tracing::info!(model = name, path = %path.display(), "loaded host model");

@@ -57,7 +57,12 @@ enum Weights {
     /// Softmax logits of a learned weighted sum.
     Logits(Tensor),
     Gate(Linear),
-    Attention { query: Linear, key: Linear, value: Linear, out: Linear },
+    Attention {
+        query: Linear,
+        key: Linear,
+        value: Linear,
+        out: Linear,
+    },
     Film(Linear),
 }
 
@@ -210,7 +215,7 @@ impl FusionModule {
             let srcs = sources(op);
             let foldable = self.needed[i]
                 && match op {
-                Op::Input(name) => name != "id" && self.inputs.iter().any(|m| &m.name == name),
+                    Op::Input(name) => name != "id" && self.inputs.iter().any(|m| &m.name == name),
                     Op::L2Norm(_) | Op::Concat(_) | Op::Add(_) | Op::Mul(..) | Op::Activation { .. } | Op::WeightedSum { fixed: Some(_), .. } => {
                         srcs.iter().all(|&s| out[s].is_some())
                     }

@@ -47,7 +47,9 @@ impl GgufTokenizer {
         let tokens = strings(ct, "tokenizer.ggml.tokens")?;
         let merges = strings(ct, "tokenizer.ggml.merges")?
             .into_iter()
-            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| TokenizerError::Metadata(format!("merge {m:?} is not two tokens"))))
+            .map(|m| {
+                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| TokenizerError::Metadata(format!("merge {m:?} is not two tokens")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let types: Vec<i64> = match ct.metadata.get("tokenizer.ggml.token_type").map(|v| v.to_vec()) {
             Some(Ok(v)) => v.iter().map(|x| x.to_i32().map(i64::from).unwrap_or(1)).collect(),

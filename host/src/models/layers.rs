@@ -397,7 +397,15 @@ pub fn attention_mask(lens: &[usize], l: usize, causal: bool, device: &Device) -
 /// The input of RecBole's SASRec and BERT4Rec encoders: item + position embeddings of `ids`
 /// (B × L), plus `extra` (B × L × d, the completion input) when given, layer-normed, then
 /// dropout `p`.
-pub fn embed_with_positions(items: &Tensor, pos: &Tensor, norm: &LayerNorm, p: f32, ids: &Tensor, extra: Option<&Tensor>, ctx: Option<&TrainCtx>) -> Result<Tensor> {
+pub fn embed_with_positions(
+    items: &Tensor,
+    pos: &Tensor,
+    norm: &LayerNorm,
+    p: f32,
+    ids: &Tensor,
+    extra: Option<&Tensor>,
+    ctx: Option<&TrainCtx>,
+) -> Result<Tensor> {
     let (b, l) = ids.dims2()?;
     let mut x = embed(items, ids)?.broadcast_add(&embed(pos, &positions(b, l, ids.device())?)?)?;
     if let Some(e) = extra {

@@ -108,7 +108,13 @@ impl LlamaGguf {
     /// weight (540 MB for SmolLM2-135M).
     pub fn load<R: std::io::Read + std::io::Seek>(ct: &gguf_file::Content, reader: &mut R, device: &Device, dequantize: bool) -> Result<Self> {
         let cfg = LlamaGgufConfig::from_gguf(ct)?;
-        let mm = |q: candle_core::quantized::QTensor| -> Result<QMatMul> { if dequantize { Ok(QMatMul::Tensor(q.dequantize(device)?)) } else { QMatMul::from_qtensor(q) } };
+        let mm = |q: candle_core::quantized::QTensor| -> Result<QMatMul> {
+            if dequantize {
+                Ok(QMatMul::Tensor(q.dequantize(device)?))
+            } else {
+                QMatMul::from_qtensor(q)
+            }
+        };
         let mut t = |name: &str| ct.tensor(reader, name, device);
         let embed_q = t("token_embd.weight")?;
         let embed = embed_q.dequantize(device)?;

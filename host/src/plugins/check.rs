@@ -9,20 +9,13 @@ pub fn exercise(plugin: &Plugin) -> Result<String, PluginError> {
     match plugin.info().kind {
         PluginKind::Metric => {
             let mut m = MetricInstance::new(plugin, &[1, 3], 10)?;
-            let users = [
-                Ranking { ranked: vec![1, 2, 3], targets: vec![2] },
-                Ranking { ranked: vec![4, 5, 6], targets: vec![9] },
-            ];
+            let users = [Ranking { ranked: vec![1, 2, 3], targets: vec![2] }, Ranking { ranked: vec![4, 5, 6], targets: vec![9] }];
             m.add(&Batch::new(&users))?;
             let v = m.finish()?;
             Ok(format!("two users, 10 items: @1 = {:.4}, @3 = {:.4}", v[0].1, v[1].1))
         }
         PluginKind::Fusion => {
-            let inputs = [
-                Modality { name: "id".into(), dim: 64 },
-                Modality { name: "audio".into(), dim: 32 },
-                Modality { name: "lyrics".into(), dim: 384 },
-            ];
+            let inputs = [Modality { name: "id".into(), dim: 64 }, Modality { name: "audio".into(), dim: 32 }, Modality { name: "lyrics".into(), dim: 384 }];
             let plan = fusion::plan(plugin, &inputs, 64, &[])?;
             Ok(format!("plan over id:64, audio:32, lyrics:384 → 64: {} nodes, valid", plan.nodes.len()))
         }
@@ -40,12 +33,7 @@ pub fn exercise(plugin: &Plugin) -> Result<String, PluginError> {
             };
             let audio = x.spec().wants_audio.map(|sr| vec![0.0f32; sr as usize]);
             let out = x.extract(&[track], &[audio])?;
-            Ok(format!(
-                "spec {} (dim {}), one track → {}",
-                x.spec().name,
-                x.spec().dim,
-                if out[0].is_some() { "a vector" } else { "missing" }
-            ))
+            Ok(format!("spec {} (dim {}), one track → {}", x.spec().name, x.spec().dim, if out[0].is_some() { "a vector" } else { "missing" }))
         }
     }
 }

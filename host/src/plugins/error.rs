@@ -66,10 +66,7 @@ pub enum TrapKind {
 impl fmt::Display for TrapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrapKind::OutOfFuel { fuel } => write!(
-                f,
-                "ran out of fuel ({fuel} per call): it loops forever, or needs a higher `fuel` in [sandbox]"
-            ),
+            TrapKind::OutOfFuel { fuel } => write!(f, "ran out of fuel ({fuel} per call): it loops forever, or needs a higher `fuel` in [sandbox]"),
             TrapKind::OutOfMemory { requested, cap } => write!(
                 f,
                 "tried to grow its memory to {} MiB, past the cap of {} MiB (raise `memory_mib` in [sandbox] if that is expected)",
@@ -77,10 +74,9 @@ impl fmt::Display for TrapKind {
                 cap >> 20
             ),
             TrapKind::Panic(m) => write!(f, "panicked: {m}"),
-            TrapKind::CapabilityDenied(import) => write!(
-                f,
-                "called `{import}`, which the sandbox does not grant (grant env vars or clocks in [sandbox.grants])"
-            ),
+            TrapKind::CapabilityDenied(import) => {
+                write!(f, "called `{import}`, which the sandbox does not grant (grant env vars or clocks in [sandbox.grants])")
+            }
             TrapKind::Dead => write!(f, "was stopped by an earlier trap; its instance cannot be used again"),
             TrapKind::Other(m) => write!(f, "trapped: {m}"),
         }

@@ -31,12 +31,9 @@ impl ExtractorInstance {
         let params = params.to_vec();
         plugin.expect_kind(PluginKind::Extractor)?;
         let (mut store, linker) = plugin.sandbox()?;
-        let bindings = ExtractorPlugin::instantiate(&mut store, plugin.component(), &linker).map_err(|e| {
-            PluginError::Load { path: plugin.id().path.clone(), message: format!("instantiating: {e:#}") }
-        })?;
-        let spec = plugin
-            .call(&mut store, |s| bindings.encore_plugin_extractor().call_configure(s, &params))?
-            .map_err(|e| plugin.returned(guest_error(e)))?;
+        let bindings = ExtractorPlugin::instantiate(&mut store, plugin.component(), &linker)
+            .map_err(|e| PluginError::Load { path: plugin.id().path.clone(), message: format!("instantiating: {e:#}") })?;
+        let spec = plugin.call(&mut store, |s| bindings.encore_plugin_extractor().call_configure(s, &params))?.map_err(|e| plugin.returned(guest_error(e)))?;
         if spec.dim == 0 || spec.dim as usize > super::fusion::MAX_DIM {
             return Err(plugin.invalid(format!("spec dim {} is outside 1..={}", spec.dim, super::fusion::MAX_DIM)));
         }

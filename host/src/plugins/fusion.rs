@@ -3,9 +3,9 @@
 use super::bindings::fusion::exports::encore::plugin::fusion as wit;
 use super::bindings::fusion::FusionPlugin;
 use super::bindings::guest_error;
+use super::bindings::types::ParamValue;
 use super::runtime::{Plugin, PluginKind};
 use super::PluginError;
-use super::bindings::types::ParamValue;
 
 /// An input of the plan: a modality's item vectors, or `id` for the ID embedding.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +72,7 @@ pub fn plan(plugin: &Plugin, inputs: &[Modality], out_dim: u32, params: &[Param]
     let (mut store, linker) = plugin.sandbox()?;
     let bindings = FusionPlugin::instantiate(&mut store, plugin.component(), &linker)
         .map_err(|e| PluginError::Load { path: plugin.id().path.clone(), message: format!("instantiating: {e:#}") })?;
-    let wit_inputs: Vec<wit::Modality> =
-        inputs.iter().map(|m| wit::Modality { name: m.name.clone(), dim: m.dim }).collect();
+    let wit_inputs: Vec<wit::Modality> = inputs.iter().map(|m| wit::Modality { name: m.name.clone(), dim: m.dim }).collect();
     let raw = plugin
         .call(&mut store, |s| bindings.encore_plugin_fusion().call_plan(s, &wit_inputs, out_dim, &params))?
         .map_err(|e| plugin.returned(guest_error(e)))?;
@@ -155,11 +154,7 @@ fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Resul
                 let d = same(&srcs, &dims)?;
                 if let Some(f) = &w.fixed {
                     if f.len() != srcs.len() || f.iter().any(|x| !x.is_finite()) {
-                        return Err(format!(
-                            "node {i}: fixed weights must be {} finite numbers, got {:?}",
-                            srcs.len(),
-                            f
-                        ));
+                        return Err(format!("node {i}: fixed weights must be {} finite numbers, got {:?}", srcs.len(), f));
                     }
                 }
                 (Op::WeightedSum { srcs, fixed: w.fixed.clone() }, d)

@@ -68,12 +68,9 @@ impl MetricInstance {
     pub fn new(plugin: &Plugin, ks: &[u32], n_items: u32) -> Result<Self, PluginError> {
         plugin.expect_kind(PluginKind::Metric)?;
         let (mut store, linker) = plugin.sandbox()?;
-        let bindings = MetricPlugin::instantiate(&mut store, plugin.component(), &linker).map_err(|e| {
-            PluginError::Load { path: plugin.id().path.clone(), message: format!("instantiating: {e:#}") }
-        })?;
-        let acc = plugin.call(&mut store, |s| {
-            bindings.encore_plugin_metric().accumulator().call_constructor(s, ks, n_items)
-        })?;
+        let bindings = MetricPlugin::instantiate(&mut store, plugin.component(), &linker)
+            .map_err(|e| PluginError::Load { path: plugin.id().path.clone(), message: format!("instantiating: {e:#}") })?;
+        let acc = plugin.call(&mut store, |s| bindings.encore_plugin_metric().accumulator().call_constructor(s, ks, n_items))?;
         Ok(MetricInstance { plugin: plugin.clone(), store, bindings, accumulator: Some(acc), ks: ks.to_vec(), per_user: None })
     }
 
@@ -114,11 +111,7 @@ impl MetricInstance {
         for (v, k) in values.iter().zip(&self.ks) {
             if let Some(v) = v {
                 if v.len() != batch.users {
-                    return Err(self.plugin.invalid(format!(
-                        "@{k}: `add` returned {} values for a batch of {} users",
-                        v.len(),
-                        batch.users
-                    )));
+                    return Err(self.plugin.invalid(format!("@{k}: `add` returned {} values for a batch of {} users", v.len(), batch.users)));
                 }
                 if let Some((u, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
                     return Err(self.plugin.invalid(format!("@{k}: user {u} of the batch got the value {x}")));
@@ -127,9 +120,7 @@ impl MetricInstance {
             match self.per_user {
                 None => self.per_user = Some(v.is_some()),
                 Some(p) if p != v.is_some() => {
-                    return Err(self.plugin.invalid(format!(
-                        "@{k}: per-user values came and went; a metric returns them always or never"
-                    )))
+                    return Err(self.plugin.invalid(format!("@{k}: per-user values came and went; a metric returns them always or never")))
                 }
                 _ => {}
             }

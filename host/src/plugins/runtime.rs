@@ -175,8 +175,7 @@ impl Runtime {
         let mut id = PluginId { name: stem, path: path.to_path_buf() };
 
         // The exported interfaces tell the API version and the kind before any code runs.
-        let exports: Vec<String> =
-            component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let plugin_export = exports.iter().find_map(|e| e.strip_prefix("encore:plugin/plugin@"));
         let Some(found) = plugin_export else {
             return Err(load_err(format!(
@@ -203,16 +202,11 @@ impl Runtime {
 
         let mut plugin = Plugin { runtime: self.clone(), id: id.clone(), component, kind, info: None };
         let (mut store, linker) = plugin.sandbox()?;
-        let any = super::bindings::any::AnyPlugin::instantiate(&mut store, &plugin.component, &linker)
-            .map_err(|e| load_err(format!("instantiating: {e:#}")))?;
+        let any =
+            super::bindings::any::AnyPlugin::instantiate(&mut store, &plugin.component, &linker).map_err(|e| load_err(format!("instantiating: {e:#}")))?;
         let info = plugin.call(&mut store, |s| any.encore_plugin_plugin().call_info(s))?;
-        let info = PluginInfo {
-            name: info.name,
-            version: info.version,
-            kind: super::bindings::any_kind(info.kind),
-            api: info.api,
-            description: info.description,
-        };
+        let info =
+            PluginInfo { name: info.name, version: info.version, kind: super::bindings::any_kind(info.kind), api: info.api, description: info.description };
         id.name = info.name.clone();
         if info.api != API_VERSION {
             return Err(PluginError::ApiMismatch { plugin: id, found: info.api, expected: API_VERSION.into() });
@@ -224,10 +218,7 @@ impl Runtime {
             });
         }
         if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(PluginError::InvalidResult {
-                plugin: id,
-                reason: format!("name {:?} must be non-empty ASCII letters, digits, `-` or `_`", info.name),
-            });
+            return Err(PluginError::InvalidResult { plugin: id, reason: format!("name {:?} must be non-empty ASCII letters, digits, `-` or `_`", info.name) });
         }
         plugin.id = id;
         plugin.info = Some(info);
@@ -553,11 +544,7 @@ impl Plugin {
         if self.info().kind == kind {
             Ok(())
         } else {
-            Err(PluginError::WrongKind {
-                plugin: self.id.clone(),
-                found: self.info().kind.to_string(),
-                expected: kind.to_string(),
-            })
+            Err(PluginError::WrongKind { plugin: self.id.clone(), found: self.info().kind.to_string(), expected: kind.to_string() })
         }
     }
 
@@ -570,22 +557,12 @@ impl Plugin {
     /// capabilities, and a denying stub for every other import.
     pub(crate) fn sandbox(&self) -> Result<(Store<HostState>, Linker<HostState>), PluginError> {
         let cfg = &self.runtime.config;
-        let state = HostState {
-            plugin: self.id.name.clone(),
-            memory_cap: self.memory_cap(),
-            memory_requested: None,
-            panic: None,
-            denied: None,
-            dead: false,
-        };
+        let state = HostState { plugin: self.id.name.clone(), memory_cap: self.memory_cap(), memory_requested: None, panic: None, denied: None, dead: false };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| s);
         // Instantiation runs the component's start code, which burns fuel too.
         store.set_fuel(cfg.fuel).expect("fuel is enabled");
-        let linker = self.linker().map_err(|e| PluginError::Load {
-            path: self.id.path.clone(),
-            message: format!("linking its imports: {e:#}"),
-        })?;
+        let linker = self.linker().map_err(|e| PluginError::Load { path: self.id.path.clone(), message: format!("linking its imports: {e:#}") })?;
         Ok((store, linker))
     }
 
@@ -648,11 +625,7 @@ impl Plugin {
 
     /// Runs one call into the plugin with a fresh fuel budget, and turns any failure into a typed
     /// error naming the plugin. After a trap the instance is marked dead.
-    pub(crate) fn call<R>(
-        &self,
-        store: &mut Store<HostState>,
-        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
+    pub(crate) fn call<R>(&self, store: &mut Store<HostState>, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, PluginError> {
         if store.data().dead {
             return Err(PluginError::Trap { plugin: self.id.clone(), kind: TrapKind::Dead });
         }
@@ -711,11 +684,7 @@ fn link_models(linker: &mut Linker<HostState>, models: &ModelRegistry) -> wasmti
     let mut li = linker.instance(HOST_MODELS_INTERFACE)?;
     let m = models.clone();
     li.func_wrap("describe", move |_cx: StoreContextMut<'_, HostState>, (model,): (String,)| {
-        Ok((m.describe(&model).map_err(wit).map(|i| ModelInfo {
-            dim: i.dim as u32,
-            sample_rate: i.sample_rate,
-            architecture: i.architecture,
-        }),))
+        Ok((m.describe(&model).map_err(wit).map(|i| ModelInfo { dim: i.dim as u32, sample_rate: i.sample_rate, architecture: i.architecture }),))
     })?;
     let m = models.clone();
     li.func_wrap("embed-text", move |_cx: StoreContextMut<'_, HostState>, (model, texts): (String, Vec<String>)| {
@@ -739,12 +708,7 @@ fn deny(li: &mut wasmtime::component::LinkerInstance<'_, HostState>, qualified: 
 }
 
 /// Links a granted capability, if `func` of `interface` is one. Returns whether it did.
-fn grant(
-    li: &mut wasmtime::component::LinkerInstance<'_, HostState>,
-    interface: &str,
-    func: &str,
-    grants: &Grants,
-) -> wasmtime::Result<bool> {
+fn grant(li: &mut wasmtime::component::LinkerInstance<'_, HostState>, interface: &str, func: &str, grants: &Grants) -> wasmtime::Result<bool> {
     let iface = interface.split('@').next().unwrap_or(interface);
     match (iface, func) {
         // std's HashMap asks for a seed at first use. A fixed one keeps plugins deterministic and
@@ -753,8 +717,7 @@ fn grant(
             li.func_wrap(func, |_cx, ()| Ok(((0x243f_6a88_85a3_08d3u64, 0x1319_8a2e_0370_7344u64),)))?;
         }
         ("wasi:cli/environment", "get-environment") if !grants.env.is_empty() => {
-            let vars: Vec<(String, String)> =
-                grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+            let vars: Vec<(String, String)> = grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
             li.func_wrap(func, move |_cx, ()| Ok((vars.clone(),)))?;
         }
         ("wasi:cli/environment", "get-arguments") if !grants.env.is_empty() => {

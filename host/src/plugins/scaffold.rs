@@ -10,12 +10,11 @@ pub fn default_sdk_path() -> PathBuf {
 
 /// Writes a new plugin crate `name` of `kind` into `dir/name`. Refuses to overwrite.
 pub fn new_plugin(kind: PluginKind, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || !name.starts_with(|c: char| c.is_ascii_lowercase())
+    {
         bail!("plugin name {name:?} must start with a lowercase letter and hold only a-z, 0-9 and -");
     }
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("the encore SDK is not at {}: pass --sdk PATH to the encore-sdk crate", sdk.display()))?;
+    let sdk = sdk.canonicalize().with_context(|| format!("the encore SDK is not at {}: pass --sdk PATH to the encore-sdk crate", sdk.display()))?;
     let root = dir.join(name);
     if root.exists() {
         bail!("{} already exists; pick another name or directory", root.display());

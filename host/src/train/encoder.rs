@@ -188,7 +188,9 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     let model = cfg.encoder.build(n_items, &mut params, opts.fusion.as_ref())?;
     let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
     if model.reads_completion() && data.train_completion.len() != data.train.len() {
-        return Err(TrainError::Config("completion = \"embed\" needs completion ratios: train on prepared data (`[data] prepared`), not a sequences file".into()));
+        return Err(TrainError::Config(
+            "completion = \"embed\" needs completion ratios: train on prepared data (`[data] prepared`), not a sequences file".into(),
+        ));
     }
     let all_windows: Vec<Window> = window_spans(&data.train, model.objective(), model.max_len())
         .into_iter()
@@ -263,7 +265,11 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(t.batch_size);
         let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed_precise}<{eta_precise}]").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed_precise}<{eta_precise}]")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(format!("{} epoch {}", cfg.encoder.name(), epoch + 1));
         let started = Instant::now();
         let (mut loss_sum, mut loss_n, mut seqs) = (0.0, 0usize, 0usize);

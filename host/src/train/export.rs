@@ -24,10 +24,7 @@ pub fn item_embeddings(model: &dyn SeqEncoder, stem: &Path) -> Result<(), TrainE
         list.append(true);
     }
     let list = list.finish();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("item", DataType::UInt32, false),
-        Field::new("embedding", list.data_type().clone(), false),
-    ]));
+    let schema = Arc::new(Schema::new(vec![Field::new("item", DataType::UInt32, false), Field::new("embedding", list.data_type().clone(), false)]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt32Array::from_iter_values(0..n as u32)), Arc::new(list)])
         .map_err(|e| TrainError::Data(format!("building the embedding table: {e}")))?;
     let path = stem.with_extension("parquet");

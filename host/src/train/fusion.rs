@@ -142,7 +142,15 @@ fn standardize(l: &mut Loaded) {
 /// Everything `cfg` needs for an encoder whose item table is `out_dim` wide, over a catalog of
 /// track ids (`items.parquet`'s order): the plugin's validated plan and the modality vectors on
 /// `device`. Every error names the plugin, modality, file or node, before training starts.
-pub fn prepare(cfg: &FusionConfig, features_dir: &Path, catalog: &[String], out_dim: usize, runtime: &Runtime, dirs: &[PathBuf], device: &Device) -> anyhow::Result<FusionSpec> {
+pub fn prepare(
+    cfg: &FusionConfig,
+    features_dir: &Path,
+    catalog: &[String],
+    out_dim: usize,
+    runtime: &Runtime,
+    dirs: &[PathBuf],
+    device: &Device,
+) -> anyhow::Result<FusionSpec> {
     if cfg.modalities.is_empty() && !cfg.id {
         bail!("[fusion] has no modality and `id = false`: there is nothing to fuse");
     }
@@ -155,7 +163,8 @@ pub fn prepare(cfg: &FusionConfig, features_dir: &Path, catalog: &[String], out_
         }
     }
     let plugin = discover::find(runtime, dirs, &cfg.plugin, PluginKind::Fusion).with_context(|| format!("[fusion] plugin `{}`", cfg.plugin))?;
-    let mut loaded: Vec<Loaded> = cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
+    let mut loaded: Vec<Loaded> =
+        cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
     if cfg.standardize {
         loaded.iter_mut().for_each(standardize);
     }

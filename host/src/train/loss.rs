@@ -11,9 +11,9 @@
 //! logits are computed into the buffer that becomes the gradient, and the backward pass is two
 //! matrix products (`G · table`, `Gᵀ · h`) and a column sum, with no transposed copies and no
 //! other `rows × n_items` tensor.
+use crate::math::{exp_nonpositive, matmul, matmul_nt};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
-use crate::math::{exp_nonpositive, matmul, matmul_nt};
 use std::sync::Mutex;
 
 /// A label that contributes nothing (padding positions).
@@ -254,7 +254,14 @@ impl CustomOp3 for FusedLinearCrossEntropy {
         Ok((CpuStorage::F32(vec![loss]), Shape::from(())))
     }
 
-    fn bwd(&self, h: &Tensor, table: &Tensor, bias: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        h: &Tensor,
+        table: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let ((rows, d), classes) = (h.dims2()?, bias.dims1()?);
         let (hs, hl) = h.storage_and_layout();
         let (ts, tl) = table.storage_and_layout();

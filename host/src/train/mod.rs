@@ -85,7 +85,11 @@ impl SequenceData {
                 .into_iter()
                 .flat_map(|(items, ratios, from)| {
                     (from.max(1)..items.len())
-                        .map(|p| EvalCase { history: items[..p].to_vec(), targets: vec![items[p]], completion: ratios.get(..p).map(<[_]>::to_vec).unwrap_or_default() })
+                        .map(|p| EvalCase {
+                            history: items[..p].to_vec(),
+                            targets: vec![items[p]],
+                            completion: ratios.get(..p).map(<[_]>::to_vec).unwrap_or_default(),
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect()

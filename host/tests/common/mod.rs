@@ -24,11 +24,7 @@ pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .arg("plugins")
-            .current_dir(workspace())
-            .output()
-            .expect("running `cargo plugins`");
+        let out = Command::new(cargo).arg("plugins").current_dir(workspace()).output().expect("running `cargo plugins`");
         assert!(
             out.status.success(),
             "`cargo plugins` failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
@@ -66,14 +62,5 @@ pub fn encore() -> Command {
 
 /// A track with index `i`, placeholder names and no optional metadata.
 pub fn track(i: u32) -> Track {
-    Track {
-        index: i,
-        track_id: format!("t{i}"),
-        artist: "a".into(),
-        title: "t".into(),
-        duration_s: None,
-        tags: vec![],
-        lyrics: None,
-        mgphot: None,
-    }
+    Track { index: i, track_id: format!("t{i}"), artist: "a".into(), title: "t".into(), duration_s: None, tags: vec![], lyrics: None, mgphot: None }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Words of the tiny BERT's vocabulary (one token each, after `[PAD] [UNK] [CLS] [SEP] [MASK]`).
 pub const WORDS: [&str; 24] = [
-    "the", "a", "quiet", "piano", "ballad", "loud", "guitar", "drums", "song", "love", "night", "rain", "dance", "hello",
-    "world", "rock", "jazz", "artist", "title", "tags", "-", ".", ",", ":",
+    "the", "a", "quiet", "piano", "ballad", "loud", "guitar", "drums", "song", "love", "night", "rain", "dance", "hello", "world", "rock", "jazz", "artist",
+    "title", "tags", "-", ".", ",", ":",
 ];
 /// Hidden size of the tiny BERT.
 pub const BERT_DIM: usize = 32;
@@ -75,9 +75,7 @@ pub fn write_bert(dir: &Path) {
     for (i, w) in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().chain(WORDS.iter()).enumerate() {
         vocab.insert(w.to_string(), json!(i));
     }
-    let special = |id: u32, content: &str| {
-        json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})
-    };
+    let special = |id: u32, content: &str| json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
     let tokenizer = json!({
         "version": "1.0",
         "truncation": {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0},

@@ -1,8 +1,8 @@
 //! The signal processing behind the plugin, kept free of the SDK so it reads as plain DSP.
 //! Every step that has a librosa counterpart follows librosa 0.11 (named per function), since
 //! the MFCC part is checked against librosa's output (`tests/make_fixture.py`).
-use rustfft::num_complex::Complex;
 use rustfft::algorithm::Radix4;
+use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftDirection};
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -347,11 +347,15 @@ mod timing {
         let mut a = Analyzer::new(Config { sample_rate: 22050, n_mfcc: 20, n_mels: 128, roll_percent: 0.85, start_bpm: 120.0 });
         let y: Vec<f32> = (0..30 * 22050).map(|i| ((i as f32) * 0.05).sin() * 0.3 + ((i * 7919 % 1000) as f32) * 1e-4).collect();
         let t = std::time::Instant::now();
-        for _ in 0..10 { a.analyze(&y).unwrap(); }
+        for _ in 0..10 {
+            a.analyze(&y).unwrap();
+        }
         eprintln!("native: {:.1} ms per 30 s clip", t.elapsed().as_secs_f64() * 100.0);
         let mut buf = vec![Complex::<f32>::default(); N_FFT];
         let t = std::time::Instant::now();
-        for _ in 0..1292 * 10 { a.fft.process_with_scratch(&mut buf, &mut a.scratch); }
+        for _ in 0..1292 * 10 {
+            a.fft.process_with_scratch(&mut buf, &mut a.scratch);
+        }
         eprintln!("native fft only: {:.1} ms per 30 s clip", t.elapsed().as_secs_f64() * 100.0);
     }
 }

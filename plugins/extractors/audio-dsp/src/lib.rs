@@ -60,11 +60,7 @@ impl Extractor for AudioDsp {
     fn extract(&mut self, track: &Track, audio: Option<&[f32]>) -> Result<Option<Vec<f32>>, Error> {
         let Some(y) = audio else { return Ok(None) };
         let Some(f) = self.analyzer.analyze(y) else {
-            encore_sdk::log::warn(&format!(
-                "track {}: audio shorter than {} samples or not finite, recorded as missing",
-                track.track_id,
-                dsp::N_FFT
-            ));
+            encore_sdk::log::warn(&format!("track {}: audio shorter than {} samples or not finite, recorded as missing", track.track_id, dsp::N_FFT));
             return Ok(None);
         };
         let mut out: Vec<f64> = [f.mfcc_mean, f.mfcc_std, f.delta_mean, f.delta_std].concat();

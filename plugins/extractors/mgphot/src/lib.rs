@@ -6,15 +6,8 @@ use encore_sdk::extractor::{Extractor, Spec, Track};
 use encore_sdk::{Error, Params, Value};
 
 /// The seven gene groups and their index ranges (SEED.md).
-const GROUPS: [(&str, std::ops::Range<usize>); 7] = [
-    ("vocals", 0..7),
-    ("harmony", 7..9),
-    ("rhythm", 9..19),
-    ("instrumentation", 19..35),
-    ("lyrics", 35..43),
-    ("sonority", 43..49),
-    ("composition", 49..58),
-];
+const GROUPS: [(&str, std::ops::Range<usize>); 7] =
+    [("vocals", 0..7), ("harmony", 7..9), ("rhythm", 9..19), ("instrumentation", 19..35), ("lyrics", 35..43), ("sonority", 43..49), ("composition", 49..58)];
 
 struct Mgphot {
     binned: bool,
@@ -56,7 +49,13 @@ impl Extractor for Mgphot {
         for &g in &self.genes {
             let v = values[g];
             if self.binned {
-                let bin = if v < 0.33 { 0 } else if v < 0.66 { 1 } else { 2 };
+                let bin = if v < 0.33 {
+                    0
+                } else if v < 0.66 {
+                    1
+                } else {
+                    2
+                };
                 out.extend((0..3).map(|b| (b == bin) as u8 as f32));
             } else {
                 out.push(v);

@@ -21,7 +21,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 5e-1;
     let e = p * r * r + r + 1.0;
     // 2^k from the exponent bits; k lies in [-126, 0]. The integer k is read from the rounded
     // sum's low mantissa bits, not by a float-to-int cast, whose saturating semantics keep the

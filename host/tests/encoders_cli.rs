@@ -16,7 +16,7 @@ fn write_inputs(dir: &Path) -> std::path::PathBuf {
         for _ in 0..12 {
             line.push(item.to_string());
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            item = if (x >> 33) % 10 == 0 { (x >> 40) % 40 } else { (item + 1) % 40 };
+            item = if (x >> 33).is_multiple_of(10) { (x >> 40) % 40 } else { (item + 1) % 40 };
         }
         text.push_str(&line.join(" "));
         text.push('\n');

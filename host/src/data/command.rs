@@ -174,7 +174,6 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 clips: a.clips,
                 clip_seconds: a.clip_seconds,
                 gzip: a.gzip,
-                ..SynthConfig::default()
             };
             let s = super::synth::synth(&cfg, &a.out).with_context(|| format!("writing the synthetic log into {}", a.out.display()))?;
             eprintln!("wrote {} rows ({} malformed) to {}", s.rows, s.bad_rows, a.out.display());

@@ -666,7 +666,7 @@ mod tests {
     fn build_equals_a_step_by_step_reference() {
         use rand::{Rng, SeedableRng};
         // Short ids, and long ones that share their first 8 bytes (the catalog sort's prefix key).
-        let id = |k: u32| if k % 2 == 0 { format!("t{k}") } else { format!("track-id-{}", 11 - k) };
+        let id = |k: u32| if k.is_multiple_of(2) { format!("t{k}") } else { format!("track-id-{}", 11 - k) };
         for seed in 0..60u64 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut rows: Vec<(String, i64, String)> = Vec::new();

@@ -101,7 +101,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.u64() >> 32) * n as u64 >> 32) as usize
+        (((self.u64() >> 32) * n as u64) >> 32) as usize
     }
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
@@ -412,7 +412,7 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
                 line.extend_from_slice(uid.as_bytes());
                 line.push(b'\t');
                 super::time::format_iso8601(ts, &mut line);
-                write!(line, "\t{amb}\t{aname}\t{}\t{}\n", track.mbid, track.title)?;
+                writeln!(line, "\t{amb}\t{aname}\t{}\t{}", track.mbid, track.title)?;
                 w.write_all(&line)?;
                 summary.rows += 1;
                 if cfg.bad_rows > 0.0 && rng.f64() < cfg.bad_rows {

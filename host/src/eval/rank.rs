@@ -78,7 +78,7 @@ impl DotScorer {
 }
 
 fn rows_of(v: &[f32], dim: usize) -> anyhow::Result<usize> {
-    if dim == 0 || v.len() % dim != 0 {
+    if dim == 0 || !v.len().is_multiple_of(dim) {
         bail!("a matrix of {} values does not split into rows of {dim}", v.len());
     }
     Ok(v.len() / dim)

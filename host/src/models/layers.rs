@@ -257,7 +257,7 @@ pub struct MultiHeadAttention {
 impl MultiHeadAttention {
     /// Weights under `name.{query,key,value,dense,LayerNorm}`.
     pub fn new(p: &mut Params, name: &str, s: &TransformerSpec) -> Result<Self> {
-        if s.hidden % s.n_heads != 0 {
+        if !s.hidden.is_multiple_of(s.n_heads) {
             return Err(super::ModelError::Config(format!("hidden size {} is not a multiple of {} heads", s.hidden, s.n_heads)));
         }
         let lin = |p: &mut Params, n: &str| Linear::normal(p, &format!("{name}.{n}"), s.hidden, s.hidden, s.init_std);

@@ -601,10 +601,8 @@ impl Plugin {
                     let mut li = linker.instance(name)?;
                     for (func, item) in instance.exports(engine) {
                         match item.ty {
-                            ComponentItem::ComponentFunc(_) => {
-                                if !grant(&mut li, name, func, grants)? {
-                                    deny(&mut li, format!("{name}#{func}"), func)?;
-                                }
+                            ComponentItem::ComponentFunc(_) if !grant(&mut li, name, func, grants)? => {
+                                deny(&mut li, format!("{name}#{func}"), func)?;
                             }
                             ComponentItem::Resource(_) => {
                                 li.resource(func, ResourceType::host::<Denied>(), |_, _| Ok(()))?;

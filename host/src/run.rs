@@ -257,7 +257,8 @@ pub fn run(
     for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
         let name = enc.name();
         let tc = enc.train_config(cfg);
-        let dir = out.join(name.to_lowercase().replace('+', "-"));
+        // A name like "SASRec+A/L/M" becomes the directory `sasrec-a-l-m`.
+        let dir = out.join(name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>());
         eprintln!("training {name} into {}", dir.display());
         let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress, fusion })
             .with_context(|| format!("training {name} (config {})", config_path.display()))?;

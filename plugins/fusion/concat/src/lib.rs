@@ -1,4 +1,5 @@
-//! Concatenate the ID embedding and every modality, then one linear projection.
+//! Concatenate the ID embedding and every modality, each layer-normed first (so that the small
+//! initial ID embedding and the content vectors start on one scale), then one linear projection.
 use encore_sdk::fusion::{Fusion, Modality, Plan, PlanBuilder};
 use encore_sdk::{Error, Params};
 
@@ -9,7 +10,7 @@ impl Fusion for Concat {
         params.only(&["dropout"])?;
         let dropout = params.f64_or("dropout", 0.0)? as f32;
         let p = PlanBuilder::new();
-        let parts: Vec<_> = inputs.iter().map(|m| p.input(&m.name)).collect();
+        let parts: Vec<_> = inputs.iter().map(|m| p.layer_norm(p.input(&m.name))).collect();
         Ok(p.output(p.linear(p.dropout(p.concat(&parts), dropout), out_dim)))
     }
 }

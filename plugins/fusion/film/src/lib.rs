@@ -1,5 +1,5 @@
-//! FiLM (Perez et al., AAAI 2018): the concatenated content vectors produce a scale γ and shift β;
-//! the output is γ ⊙ W·id + β.
+//! FiLM (Perez et al., AAAI 2018): the concatenated content vectors (each layer-normed) produce a
+//! scale and a shift for the layer-normed projection of the ID embedding: t ⊙ (1 + γ) + β.
 use encore_sdk::fusion::{Fusion, Modality, Plan, PlanBuilder};
 use encore_sdk::{Error, Params};
 
@@ -10,8 +10,8 @@ impl Fusion for Film {
         params.only(&[])?;
         let id = inputs.iter().find(|m| m.name == "id").ok_or_else(|| Error::invalid("needs the `id` input"))?;
         let p = PlanBuilder::new();
-        let target = p.linear(p.input(&id.name), out_dim);
-        let content: Vec<_> = inputs.iter().filter(|m| m.name != "id").map(|m| p.input(&m.name)).collect();
+        let target = p.layer_norm(p.linear(p.input(&id.name), out_dim));
+        let content: Vec<_> = inputs.iter().filter(|m| m.name != "id").map(|m| p.layer_norm(p.input(&m.name))).collect();
         if content.is_empty() {
             return Ok(p.output(target));
         }

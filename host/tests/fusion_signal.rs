@@ -27,7 +27,16 @@ fn read_comparisons(path: &std::path::Path) -> Rows {
         let (value, base, lo, hi) = (f("value"), f("baseline_value"), f("diff_ci_low"), f("diff_ci_high"));
         let opt = |a: &arrow_array::Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
         for i in 0..b.num_rows() {
-            rows.push((model.value(i).into(), subset.value(i).into(), metric.value(i).into(), k.value(i), value.value(i), opt(&base, i), opt(&lo, i), opt(&hi, i)));
+            rows.push((
+                model.value(i).into(),
+                subset.value(i).into(),
+                metric.value(i).into(),
+                k.value(i),
+                value.value(i),
+                opt(&base, i),
+                opt(&lo, i),
+                opt(&hi, i),
+            ));
         }
     }
     rows
@@ -38,7 +47,24 @@ fn content_aware_sasrec_beats_id_only_overall_and_on_the_long_tail() {
     let dir = tempfile::tempdir().unwrap();
     let synth = dir.path().join("synth");
     let o = common::encore()
-        .args(["data", "synth", "--users", "200", "--tracks", "8000", "--rows", "40000", "--styles", "12", "--clips", "4000", "--seed", "7", "--out", s(&synth)])
+        .args([
+            "data",
+            "synth",
+            "--users",
+            "200",
+            "--tracks",
+            "8000",
+            "--rows",
+            "40000",
+            "--styles",
+            "12",
+            "--clips",
+            "4000",
+            "--seed",
+            "7",
+            "--out",
+            s(&synth),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -59,13 +85,21 @@ fn content_aware_sasrec_beats_id_only_overall_and_on_the_long_tail() {
     eprintln!("{log}");
     let rows = read_comparisons(&out.join("comparisons.parquet"));
     let get = |model: &str, subset: &str, metric: &str| {
-        rows.iter().find(|r| r.0 == model && r.1 == subset && r.2 == metric && r.3 == 10).unwrap_or_else(|| panic!("no {model} {subset} {metric}@10 in\n{log}")).clone()
+        rows.iter()
+            .find(|r| r.0 == model && r.1 == subset && r.2 == metric && r.3 == 10)
+            .unwrap_or_else(|| panic!("no {model} {subset} {metric}@10 in\n{log}"))
+            .clone()
     };
     for subset in ["all", "tail"] {
         for metric in ["recall", "ndcg"] {
             let r = get("SASRec+weighted-sum", subset, metric);
             let (lo, hi) = (r.6.unwrap(), r.7.unwrap());
-            assert!(lo > 0.0, "{subset} {metric}@10: fused {:.4} vs ID-only {:.4}, paired 95% interval [{lo:.4}, {hi:.4}] does not exclude 0\n{log}", r.4, r.5.unwrap());
+            assert!(
+                lo > 0.0,
+                "{subset} {metric}@10: fused {:.4} vs ID-only {:.4}, paired 95% interval [{lo:.4}, {hi:.4}] does not exclude 0\n{log}",
+                r.4,
+                r.5.unwrap()
+            );
         }
     }
     // Cold start: ID-only cannot rank a never-played item; content can.

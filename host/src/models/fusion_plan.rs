@@ -82,6 +82,8 @@ pub struct FusionModule {
     /// The nodes the output depends on.
     needed: Vec<bool>,
     inputs: Vec<ModalityInput>,
+    /// Where the `id` input is present (`items × 1`); `None`: everywhere.
+    id_present: Option<Tensor>,
 }
 
 /// Trainable parameters the plan's node `i` creates.
@@ -197,9 +199,16 @@ impl FusionModule {
                 _ => Weights::None,
             });
         }
-        let mut m = FusionModule { plan: plan.clone(), weights, constant: Vec::new(), needed, inputs };
+        let mut m = FusionModule { plan: plan.clone(), weights, constant: Vec::new(), needed, inputs, id_present: None };
         m.constant = m.fold_constants()?;
         Ok(m)
+    }
+
+    /// Marks where the `id` input is present (`items × 1`, 1 or 0): items without a learned ID
+    /// row are then fused from their content alone.
+    pub fn with_id_presence(mut self, present: Option<Tensor>) -> Self {
+        self.id_present = present;
+        self
     }
 
     /// The validated plan.
@@ -258,7 +267,7 @@ impl FusionModule {
                 Some(m) => Value { x: m.values.clone(), present: m.present.clone() },
                 None if name == "id" => {
                     let id = id.ok_or_else(|| ModelError::Config("the plan reads `id`, but no id table was given".into()))?;
-                    Value { x: id.clone(), present: None }
+                    Value { x: id.clone(), present: self.id_present.clone() }
                 }
                 None => return Err(ModelError::Config(format!("no input `{name}`"))),
             },

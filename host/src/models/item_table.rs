@@ -15,6 +15,10 @@ pub struct FusionSpec {
     pub plan: Plan,
     /// The modality vectors the plan reads (not `id`, which is the encoder's own table).
     pub inputs: Vec<ModalityInput>,
+    /// Where the `id` input counts as present (`items × 1`): with `missing = "mask"`, items
+    /// never played in training have no learned ID embedding, only one pushed down as a negative,
+    /// so their fusion reads content alone. `None`: every item's ID row is used.
+    pub id_present: Option<Tensor>,
 }
 
 /// An encoder's item embeddings: `n_items` catalog rows, then its special rows (padding, mask).
@@ -28,7 +32,7 @@ impl ItemTable {
     /// Wraps the trainable table `id` (`n_items + specials` rows); with `fusion`, the catalog
     /// rows become the plan's output, its weights created in `p`.
     pub fn new(id: Tensor, n_items: usize, fusion: Option<&FusionSpec>, p: &mut Params) -> Result<Self> {
-        let fusion = fusion.map(|f| FusionModule::new(&f.plan, f.inputs.clone(), p)).transpose()?;
+        let fusion = fusion.map(|f| FusionModule::new(&f.plan, f.inputs.clone(), p).map(|m| m.with_id_presence(f.id_present.clone()))).transpose()?;
         Ok(ItemTable { id, n_items, fusion })
     }
 

@@ -184,8 +184,14 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     if cfg.fusion.is_some() != opts.fusion.is_some() {
         return Err(TrainError::Config("the config's [fusion] and the prepared fusion inputs must come together (see train::fusion::prepare)".into()));
     }
+    let mut fusion = opts.fusion.clone();
+    if let (Some(spec), Some(fc)) = (fusion.as_mut(), cfg.fusion.as_ref()) {
+        if spec.id_present.is_none() {
+            super::fusion::mask_cold_ids(spec, fc, n_items, &data.train, device)?;
+        }
+    }
     let mut params = Params::new(t.seed, device);
-    let model = cfg.encoder.build(n_items, &mut params, opts.fusion.as_ref())?;
+    let model = cfg.encoder.build(n_items, &mut params, fusion.as_ref())?;
     let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
     if model.reads_completion() && data.train_completion.len() != data.train.len() {
         return Err(TrainError::Config(

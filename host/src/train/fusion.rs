@@ -192,7 +192,22 @@ pub fn prepare(
             Ok(ModalityInput { name: name.clone(), values, present })
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(FusionSpec { plan, inputs })
+    Ok(FusionSpec { plan, inputs, id_present: None })
+}
+
+/// With `missing = "mask"`, the `id` input of the items never played in `train` counts as
+/// missing (their fusion reads content only); with `zeros`, every ID row is used.
+pub fn mask_cold_ids(spec: &mut FusionSpec, cfg: &FusionConfig, n: usize, train: &[Vec<u32>], device: &Device) -> candle_core::Result<()> {
+    if cfg.missing == Missing::Zeros {
+        return Ok(());
+    }
+    let mut played = vec![0f32; n];
+    train.iter().flatten().filter(|&&i| (i as usize) < n).for_each(|&i| played[i as usize] = 1.0);
+    if played.iter().all(|&p| p == 1.0) {
+        return Ok(());
+    }
+    spec.id_present = Some(Tensor::from_vec(played, (n, 1), device)?);
+    Ok(())
 }
 
 /// The track ids of a prepared directory's catalog, in item order.
@@ -213,5 +228,25 @@ mod tests {
         let mut c = Loaded { values: vec![5.0, 5.0], present: vec![true, true], dim: 1 };
         standardize(&mut c);
         assert_eq!(c.values, vec![0.0, 0.0], "a constant feature carries nothing");
+    }
+}
+
+#[cfg(test)]
+mod cold_tests {
+    use super::*;
+    use crate::plugins::fusion::{Op, Plan};
+
+    #[test]
+    fn items_never_played_read_content_only_unless_missing_is_zeros() {
+        let plan = Plan { nodes: vec![Op::Input("id".into())], dims: vec![2], output: 0 };
+        let mut spec = FusionSpec { plan, inputs: vec![], id_present: None };
+        let cfg: FusionConfig = toml::from_str("plugin = \"x\"").unwrap();
+        mask_cold_ids(&mut spec, &cfg, 4, &[vec![0, 2], vec![2]], &Device::Cpu).unwrap();
+        let m: Vec<f32> = spec.id_present.as_ref().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(m, vec![1.0, 0.0, 1.0, 0.0]);
+        let mut spec = FusionSpec { id_present: None, ..spec };
+        let zeros: FusionConfig = toml::from_str("plugin = \"x\"\nmissing = \"zeros\"").unwrap();
+        mask_cold_ids(&mut spec, &zeros, 4, &[vec![0]], &Device::Cpu).unwrap();
+        assert!(spec.id_present.is_none(), "the paper's behaviour uses every ID row");
     }
 }

@@ -285,7 +285,11 @@ pub fn run(
         .collect();
     let rows = crate::eval::compare::compare(&cases, &baselines, &subsets, bootstrap.unwrap_or_default());
     crate::eval::compare::write_parquet(&out.join("comparisons.parquet"), &rows)?;
-    eprint!("{}", crate::eval::compare::table(&rows));
+    // The printed table keeps one cutoff (10 when evaluated); the file has them all.
+    let k = if cfg.eval.ks.contains(&10) { 10 } else { cfg.eval.ks[0] };
+    let shown: Vec<_> = rows.iter().filter(|r| r.k == k).cloned().collect();
+    eprint!("{}", crate::eval::compare::table(&shown));
+    eprintln!("wrote {}", out.join("comparisons.parquet").display());
     Ok(reports)
 }
 

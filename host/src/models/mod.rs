@@ -101,7 +101,85 @@ pub enum CompletionMode {
     Embed,
 }
 
+/// The widest layer, the longest sequence and the most layers a config may ask for: far beyond
+/// any published setting, and small enough that no size computation overflows.
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_LEN: usize = 1 << 16;
+const MAX_LAYERS: usize = 256;
+
+/// Range checks on one config key: `Err("encoder.KEY = VALUE: …")`.
+struct Check(Vec<String>);
+
+impl Check {
+    fn size(&mut self, key: &str, v: usize, lo: usize, hi: usize) {
+        if v < lo || v > hi {
+            self.0.push(format!("encoder.{key} = {v}: must lie in {lo}..={hi}"));
+        }
+    }
+    fn prob(&mut self, key: &str, v: f32, closed: bool) {
+        let ok = v.is_finite() && v >= 0.0 && (v < 1.0 || (closed && v == 1.0));
+        if !ok {
+            self.0.push(format!("encoder.{key} = {v}: must be a probability in [0, 1{}", if closed { "]" } else { ")" }));
+        }
+    }
+    fn positive(&mut self, key: &str, v: f64) {
+        if !(v.is_finite() && v > 0.0) {
+            self.0.push(format!("encoder.{key} = {v}: must be a positive finite number"));
+        }
+    }
+    fn heads(&mut self, hidden: usize, heads: usize) {
+        if heads == 0 || heads > hidden || (hidden > 0 && !hidden.is_multiple_of(heads)) {
+            self.0.push(format!("encoder.n_heads = {heads}: must be at least 1 and divide hidden_size ({hidden})"));
+        }
+    }
+}
+
 impl EncoderConfig {
+    /// Every hyperparameter in its range, checked before any data is read or weight allocated:
+    /// sizes positive and bounded, heads dividing the width, probabilities in [0, 1), epsilons and
+    /// scales positive and finite. The message names each bad key, its value and the range.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut c = Check(Vec::new());
+        match self {
+            EncoderConfig::SasRec(x) => {
+                c.size("hidden_size", x.hidden_size, 1, MAX_WIDTH);
+                c.size("n_layers", x.n_layers, 1, MAX_LAYERS);
+                c.heads(x.hidden_size, x.n_heads);
+                c.size("inner_size", x.inner_size, 1, MAX_WIDTH);
+                c.prob("hidden_dropout", x.hidden_dropout, false);
+                c.prob("attn_dropout", x.attn_dropout, false);
+                c.positive("layer_norm_eps", x.layer_norm_eps);
+                c.positive("initializer_range", x.initializer_range);
+                c.size("max_len", x.max_len, 1, MAX_LEN);
+            }
+            EncoderConfig::Bert4Rec(x) => {
+                c.size("hidden_size", x.hidden_size, 1, MAX_WIDTH);
+                c.size("n_layers", x.n_layers, 1, MAX_LAYERS);
+                c.heads(x.hidden_size, x.n_heads);
+                c.size("inner_size", x.inner_size, 1, MAX_WIDTH);
+                c.prob("hidden_dropout", x.hidden_dropout, false);
+                c.prob("attn_dropout", x.attn_dropout, false);
+                c.positive("layer_norm_eps", x.layer_norm_eps);
+                c.positive("initializer_range", x.initializer_range);
+                c.size("max_len", x.max_len, 2, MAX_LEN);
+                c.prob("mask_ratio", x.mask_ratio, true);
+                c.prob("ft_ratio", x.ft_ratio, true);
+                c.size("mask_copies", x.mask_copies, 1, 64);
+            }
+            EncoderConfig::Gru4Rec(x) => {
+                c.size("embedding_size", x.embedding_size, 1, MAX_WIDTH);
+                c.size("hidden_size", x.hidden_size, 1, MAX_WIDTH);
+                c.size("num_layers", x.num_layers, 1, MAX_LAYERS);
+                c.prob("dropout_prob", x.dropout_prob, false);
+                c.size("max_len", x.max_len, 1, MAX_LEN);
+            }
+        }
+        match c.0.is_empty() {
+            true => Ok(()),
+            false => Err(c.0.join("; ")),
+        }
+    }
+
     /// Whether it reads completion ratios.
     pub fn completion(&self) -> CompletionMode {
         match self {

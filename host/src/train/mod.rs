@@ -236,14 +236,16 @@ impl TrainConfig {
     /// Range checks serde cannot express.
     pub fn check(&self) -> Result<(), TrainError> {
         let t = &self.train;
+        self.encoder.check().map_err(TrainError::Config)?;
+        // `epochs = 0` is allowed: it evaluates the untrained model (bench/encoders/eval.sh).
         if t.batch_size == 0 || t.eval_every == 0 {
-            return Err(TrainError::Config("batch_size and eval_every must be positive".into()));
+            return Err(TrainError::Config(format!("train.batch_size = {}, train.eval_every = {}: each must be at least 1", t.batch_size, t.eval_every)));
         }
-        if t.lr.is_nan() || t.lr <= 0.0 {
-            return Err(TrainError::Config(format!("lr must be positive, got {}", t.lr)));
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(TrainError::Config(format!("train.lr = {}: must be a positive finite number", t.lr)));
         }
-        if self.encoder.max_len() == 0 {
-            return Err(TrainError::Config("max_len must be positive".into()));
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return Err(TrainError::Config(format!("train.weight_decay = {}: must be a finite number ≥ 0", t.weight_decay)));
         }
         scoring::ValidMetric::parse(&t.valid_metric)?;
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {

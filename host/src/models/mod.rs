@@ -140,27 +140,26 @@ impl EncoderConfig {
     /// scales positive and finite. The message names each bad key, its value and the range.
     pub fn check(&self) -> std::result::Result<(), String> {
         let mut c = Check(Vec::new());
+        // SASRec and BERT4Rec share the transformer's keys.
+        macro_rules! transformer {
+            ($x:expr) => {{
+                c.size("hidden_size", $x.hidden_size, 1, MAX_WIDTH);
+                c.size("n_layers", $x.n_layers, 1, MAX_LAYERS);
+                c.heads($x.hidden_size, $x.n_heads);
+                c.size("inner_size", $x.inner_size, 1, MAX_WIDTH);
+                c.prob("hidden_dropout", $x.hidden_dropout, false);
+                c.prob("attn_dropout", $x.attn_dropout, false);
+                c.positive("layer_norm_eps", $x.layer_norm_eps);
+                c.positive("initializer_range", $x.initializer_range);
+            }};
+        }
         match self {
             EncoderConfig::SasRec(x) => {
-                c.size("hidden_size", x.hidden_size, 1, MAX_WIDTH);
-                c.size("n_layers", x.n_layers, 1, MAX_LAYERS);
-                c.heads(x.hidden_size, x.n_heads);
-                c.size("inner_size", x.inner_size, 1, MAX_WIDTH);
-                c.prob("hidden_dropout", x.hidden_dropout, false);
-                c.prob("attn_dropout", x.attn_dropout, false);
-                c.positive("layer_norm_eps", x.layer_norm_eps);
-                c.positive("initializer_range", x.initializer_range);
+                transformer!(x);
                 c.size("max_len", x.max_len, 1, MAX_LEN);
             }
             EncoderConfig::Bert4Rec(x) => {
-                c.size("hidden_size", x.hidden_size, 1, MAX_WIDTH);
-                c.size("n_layers", x.n_layers, 1, MAX_LAYERS);
-                c.heads(x.hidden_size, x.n_heads);
-                c.size("inner_size", x.inner_size, 1, MAX_WIDTH);
-                c.prob("hidden_dropout", x.hidden_dropout, false);
-                c.prob("attn_dropout", x.attn_dropout, false);
-                c.positive("layer_norm_eps", x.layer_norm_eps);
-                c.positive("initializer_range", x.initializer_range);
+                transformer!(x);
                 c.size("max_len", x.max_len, 2, MAX_LEN);
                 c.prob("mask_ratio", x.mask_ratio, true);
                 c.prob("ft_ratio", x.ft_ratio, true);

@@ -93,3 +93,20 @@ fn a_missing_input_names_the_os_error_once() {
     assert!(!o.status.success() && err.contains("no-log.tsv"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+#[test]
+fn a_log_with_no_valid_row_or_filters_that_keep_nothing_are_errors_not_empty_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bad.tsv");
+    std::fs::write(&log, "not a log\nstill not\n").unwrap();
+    let (ok, _, err) = run(&["data", "prepare", common::s(&log), "--out", common::s(&dir.path().join("a"))]);
+    assert!(!ok && err.contains("no valid row"), "{err}");
+    assert!(!dir.path().join("a/items.parquet").exists());
+    let good = dir.path().join("good.tsv");
+    std::fs::write(&good, "u1\t2009-05-04T23:08:57Z\t\tA\t\tT1\nu1\t2009-05-04T23:12:57Z\t\tA\t\tT2\n").unwrap();
+    let cfg = dir.path().join("strict.toml");
+    std::fs::write(&cfg, "[filters]\nmin_user_streams = 1000\n").unwrap();
+    let (ok, _, err) = run(&["data", "prepare", common::s(&good), "--config", common::s(&cfg), "--out", common::s(&dir.path().join("b"))]);
+    assert!(!ok && err.contains("the filters kept no session"), "{err}");
+    assert!(!dir.path().join("b/items.parquet").exists());
+}

@@ -255,8 +255,18 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
         Ok((log, name, durations))
     })?;
     eprint!("{}", log.report.summary(Path::new(&name)));
+    // Empty results are errors, never empty outputs with exit code 0.
+    if log.report.events == 0 {
+        anyhow::bail!(
+            "{name}: no valid row to prepare; a LastFM-1K log has 6 tab-separated columns (user, ISO-8601 time, artist MBID, artist, track MBID, track)"
+        );
+    }
     let t_ingest = start.elapsed();
     let d = sessions::build(&log, cfg, &durations);
+    if d.sessions.user.is_empty() {
+        eprint!("{}", d.report.table());
+        anyhow::bail!("{name}: the filters kept no session (see the table above for where the data went); lower the [filters] thresholds of the data config");
+    }
     // Freeing the log's strings takes a while; another thread does it.
     std::thread::spawn(move || drop((log, durations)));
     eprint!("{}", d.report.table());

@@ -5,7 +5,6 @@
 //! p-value over every comparison of the run.
 use super::bootstrap::Bootstrap;
 use crate::train::EvalCase;
-use anyhow::Context;
 use std::path::Path;
 
 /// A named subset of the test cases.
@@ -142,35 +141,30 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Writes the rows to `path` (Parquet, atomically).
+/// Writes the rows to `path` (Parquet, atomically, with the schema version, through
+/// [`crate::data::schema::write`]).
 pub fn write_parquet(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
-    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+    use arrow_array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
     use std::sync::Arc;
     let f = |g: &dyn Fn(&Row) -> Option<f64>| Arc::new(Float64Array::from_iter(rows.iter().map(g))) as ArrayRef;
-    let batch = RecordBatch::try_from_iter([
-        ("model", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.model.as_str()))) as ArrayRef),
-        ("subset", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.subset))) as ArrayRef),
-        ("metric", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.metric.as_str()))) as ArrayRef),
-        ("k", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.k))) as ArrayRef),
-        ("n_cases", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.n_cases as u64))) as ArrayRef),
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("model", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.model.as_str())))),
+        ("subset", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.subset)))),
+        ("metric", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.metric.as_str())))),
+        ("k", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.k)))),
+        ("n_cases", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.n_cases as u64)))),
         ("value", f(&|r| Some(r.value))),
         ("ci_low", f(&|r| r.ci.map(|c| c.0))),
         ("ci_high", f(&|r| r.ci.map(|c| c.1))),
-        ("baseline", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.baseline.as_deref()))) as ArrayRef),
+        ("baseline", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.baseline.as_deref())))),
         ("baseline_value", f(&|r| r.baseline_value)),
         ("diff", f(&|r| r.diff)),
         ("diff_ci_low", f(&|r| r.diff_ci.map(|c| c.0))),
         ("diff_ci_high", f(&|r| r.diff_ci.map(|c| c.1))),
         ("p_value", f(&|r| r.p_value)),
         ("p_holm", f(&|r| r.p_holm)),
-    ])
-    .context("building the comparisons table")?;
-    crate::io::write_atomic_file(path, |file| {
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
-        w.write(&batch)?;
-        w.close()?;
-        Ok(())
-    })
+    ];
+    crate::data::schema::write(path, cols, &[])
 }
 
 #[cfg(test)]

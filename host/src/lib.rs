@@ -11,6 +11,7 @@ pub mod eval;
 pub mod features;
 pub mod hostmodels;
 pub mod io;
+pub mod llm;
 pub mod math;
 pub mod models;
 pub mod plugins;

@@ -5,6 +5,7 @@
 //! The loop reads an in-memory [`SequenceData`], so any source (the data issue's Parquet splits,
 //! a text file) feeds it through one conversion function.
 pub mod checkpoint;
+pub mod e4srec;
 pub mod encoder;
 pub mod export;
 pub mod fusion;

@@ -33,6 +33,11 @@ impl AdamW {
         Ok(AdamW { slots, step: 0, params })
     }
 
+    /// Sets the learning rate of the next steps (schedules).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.params.lr = lr;
+    }
+
     /// Steps taken.
     pub fn steps(&self) -> usize {
         self.step

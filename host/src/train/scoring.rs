@@ -68,21 +68,26 @@ pub fn evaluate(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams,
 /// for user `u` depends only on `(sample_seed, u)`, so it is the same for every model and batch
 /// size. Ties rank the lower index first, as in full ranking.
 pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
-    let n = model.n_items();
+    let scorer = EncoderScorer::new(model, cases, device)?;
+    sampled(&scorer, cases, params, sink, device)
+}
+
+/// [`sampled_ranking`] for any scorer over `cases` (user `u` of the scorer is `cases[u]`).
+pub fn sampled(scorer: &dyn Scorer, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
+    let table = scorer.item_table().clone();
+    let n = table.dims()[0];
     let k = sink.max_k() as usize;
-    let rows = model.embedding_table(None)?;
-    let table = rows.narrow(0, 0, n)?;
-    let bias = model.item_bias()?;
+    let bias = scorer.item_bias().cloned();
     for (b, chunk) in cases.chunks(params.batch_users.max(1)).enumerate() {
-        let hist: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
-        let ratios: Vec<&[Option<f32>]> = chunk.iter().map(|c| c.completion.as_slice()).collect();
-        let users = model.user_vectors(&rows, &hist, &ratios, device)?;
+        let first = b * params.batch_users.max(1);
+        let ids: Vec<usize> = (first..first + chunk.len()).collect();
+        let users = scorer.user_vectors(&ids).map_err(TrainError::Eval)?;
         let mut batch = Vec::new();
         for (i, case) in chunk.iter().enumerate() {
             if case.targets.is_empty() {
                 continue;
             }
-            let u = b * params.batch_users.max(1) + i;
+            let u = first + i;
             let mut excluded: std::collections::HashSet<u32> = case.history.iter().chain(&case.targets).copied().collect();
             let available = n.saturating_sub(excluded.len());
             let want = params.sampled_negatives.min(available);

@@ -1,6 +1,7 @@
 //! Tiny random-weight HF folders the tests write themselves: a BERT sentence encoder (config.json,
 //! model.safetensors, tokenizer.json, sentence_bert_config.json) and an EnCodec model (config.json,
 //! model.safetensors). The weights are seeded, so a folder is the same on every run.
+#![allow(dead_code)] // each test binary uses some of these folders
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
@@ -147,4 +148,93 @@ pub fn noise(n: usize, seed: u64) -> Vec<f32> {
             (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect()
+}
+
+/// Words of the tiny llama's word-level vocabulary (after `<unk>`), enough for E4SRec's prompt.
+pub const LLAMA_WORDS: [&str; 20] = [
+    "Below",
+    "is",
+    "an",
+    "instruction",
+    "###",
+    "Instruction:",
+    "Input:",
+    "Response:",
+    "Given",
+    "the",
+    "tracks",
+    "of",
+    "a",
+    "user's",
+    "session,",
+    "predict",
+    "next",
+    "track",
+    "play.",
+    "Hi",
+];
+/// Hidden size of the tiny llama.
+pub const LLAMA_DIM: usize = 32;
+
+/// Writes a tiny random-weight llama (hidden 32, 2 layers, 4 query and 2 key/value heads, vocab
+/// 64) as an HF folder: config.json, model.safetensors (weights N(0, 0.2²), norms 1 + noise) and
+/// a word-level tokenizer.json. `qwen2`: Qwen2's model_type, query/key/value biases and tied
+/// embeddings.
+pub fn write_llama(dir: &Path, qwen2: bool, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (h, inter, layers, heads, kv, vocab) = (LLAMA_DIM, 48usize, 2usize, 4usize, 2usize, 64usize);
+    let hd = h / heads;
+    let config = json!({
+        "architectures": [if qwen2 { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "model_type": if qwen2 { "qwen2" } else { "llama" },
+        "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv, "vocab_size": vocab, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 256, "tie_word_embeddings": qwen2, "hidden_act": "silu", "torch_dtype": "float32"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let add = |name: &str, shape: &[usize]| {
+        vb.get_with_hints(shape, name, candle_nn::Init::Const(0.0)).unwrap();
+    };
+    add("model.embed_tokens.weight", &[vocab, h]);
+    for i in 0..layers {
+        let p = format!("model.layers.{i}");
+        for (m, o, inp) in [("q_proj", heads * hd, h), ("k_proj", kv * hd, h), ("v_proj", kv * hd, h), ("o_proj", h, heads * hd)] {
+            add(&format!("{p}.self_attn.{m}.weight"), &[o, inp]);
+            if qwen2 && m != "o_proj" {
+                add(&format!("{p}.self_attn.{m}.bias"), &[o]);
+            }
+        }
+        add(&format!("{p}.mlp.gate_proj.weight"), &[inter, h]);
+        add(&format!("{p}.mlp.up_proj.weight"), &[inter, h]);
+        add(&format!("{p}.mlp.down_proj.weight"), &[h, inter]);
+        add(&format!("{p}.input_layernorm.weight"), &[h]);
+        add(&format!("{p}.post_attention_layernorm.weight"), &[h]);
+    }
+    add("model.norm.weight", &[h]);
+    if !qwen2 {
+        add("lm_head.weight", &[vocab, h]);
+    }
+    randomize(&vm, seed, 0.2);
+    {
+        // RMS norm gains near 1.
+        let data = vm.data().lock().unwrap();
+        for (name, var) in data.iter().filter(|(n, _)| n.ends_with("norm.weight")) {
+            let _ = name;
+            var.set(&(var.as_tensor().abs().unwrap() + 1.0).unwrap()).unwrap();
+        }
+    }
+    vm.save(dir.join("model.safetensors")).unwrap();
+    let mut words = serde_json::Map::new();
+    words.insert("<unk>".into(), json!(0));
+    for (i, w) in LLAMA_WORDS.iter().enumerate() {
+        words.insert(w.to_string(), json!(i + 1));
+    }
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": words, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
 }

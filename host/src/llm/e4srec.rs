@@ -1,0 +1,164 @@
+//! E4SRec (Li et al., "E4SRec: An Elegant Effective Efficient Extensible Solution of Large
+//! Language Models for Sequential Recommendation", 2023; code: HestiaSky/E4SRec, `model.py`).
+//!
+//! A user's history is a sequence of frozen item embeddings (an ID encoder's item table, or its
+//! fused table), each projected by `item_proj` (Linear, encoder width → LLM hidden) into the LLM's
+//! input space and placed between the tokens of an Alpaca prompt: the instruction, then the
+//! items, then the response marker, without BOS. Shorter histories are left-padded inside the
+//! item span and masked. The last position's hidden state goes through `score` (Linear, hidden →
+//! n_items, no bias), which scores every item: a dot product with the head's rows, so full-ranking
+//! evaluation treats it like any encoder. The LLM is frozen apart from its LoRA adapters.
+//!
+//! The instruction is the same for every user and sits at positions `0..P`, so its keys and
+//! values are computed once per batch (once per evaluation) and shared by every row.
+use super::llama::{KvCache, Llama, Mode};
+use super::{LlmError, Result, Tokenizer};
+use crate::models::layers::{Init, Linear};
+use crate::models::{Params, TrainCtx};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// E4SRec's prompt, worded for listening sessions.
+pub const INSTRUCTION: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nGiven the tracks of a user's listening session, predict the next track the user will play.\n\n### Input:\n";
+/// The response marker.
+pub const RESPONSE: &str = "\n\n### Response:\n";
+
+/// The model's own settings (`[[llm]]` keys other than training ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    /// Text before the items.
+    pub instruction: String,
+    /// Text after the items.
+    pub response: String,
+    /// The most recent items of a history that the prompt holds.
+    pub max_items: usize,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        PromptConfig { instruction: INSTRUCTION.into(), response: RESPONSE.into(), max_items: 20 }
+    }
+}
+
+/// The LLM, the frozen item table, the projection and the head.
+pub struct E4SRec {
+    llm: Llama,
+    items: Tensor,
+    proj: Linear,
+    head: Tensor,
+    instruction: Tensor,
+    response: Tensor,
+    max_items: usize,
+}
+
+impl E4SRec {
+    /// Wraps `llm` (its adapters already in `vars`) with item table `items` (`n_items × d`,
+    /// frozen), creating `item_proj.{weight,bias}` and `score.weight` in `vars` (PyTorch's
+    /// default `nn.Linear` initialisation, as E4SRec).
+    pub fn new(llm: Llama, tokenizer: &Tokenizer, items: Tensor, prompt: &PromptConfig, vars: &mut Params) -> Result<Self> {
+        let (n, d) = items.dims2()?;
+        if n == 0 || d == 0 {
+            return Err(LlmError::Input(format!("the item table is {n} × {d}")));
+        }
+        if prompt.max_items == 0 {
+            return Err(LlmError::Input("max_items must be at least 1".into()));
+        }
+        let h = llm.config().hidden_size;
+        let device = llm.device().clone();
+        let proj = Linear::torch_default(vars, "item_proj", d, h)?;
+        let head = vars.var("score.weight", &[n, h], Init::Uniform(1.0 / (h as f64).sqrt()))?;
+        let embed = |text: &str| -> Result<Tensor> {
+            let ids = tokenizer.encode(text)?;
+            if ids.is_empty() {
+                return Err(LlmError::Input(format!("the prompt text {text:?} has no tokens")));
+            }
+            llm.embed_ids(&Tensor::from_vec(ids.clone(), (1, ids.len()), &device)?)
+        };
+        let instruction = embed(&prompt.instruction)?;
+        let response = embed(&prompt.response)?;
+        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, head, instruction, response, max_items: prompt.max_items })
+    }
+
+    /// Items in the catalog.
+    pub fn n_items(&self) -> usize {
+        self.items.dims()[0]
+    }
+    /// The head's rows: each item's scoring vector (`n_items × hidden`).
+    pub fn head(&self) -> &Tensor {
+        &self.head
+    }
+    /// The decoder.
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+    /// Items the prompt holds, at most.
+    pub fn max_items(&self) -> usize {
+        self.max_items
+    }
+    /// Tokens of the prompt around the items (instruction, response).
+    pub fn prompt_tokens(&self) -> (usize, usize) {
+        (self.instruction.dims()[1], self.response.dims()[1])
+    }
+
+    /// The instruction's keys and values, for [`E4SRec::user_vectors`]; computed once for an
+    /// evaluation, once per step in training (the adapters change them).
+    pub fn instruction_cache(&self, mode: Mode) -> Result<KvCache> {
+        let p = self.instruction.dims()[1];
+        let keys = Tensor::ones((1, p), DType::F32, self.llm.device())?;
+        Ok(self.llm.forward(&self.instruction, &keys, None, mode)?.1)
+    }
+
+    /// The last hidden state for each history (`B × hidden`): the most recent `max_items` items,
+    /// left-padded to the longest in the batch.
+    pub fn user_vectors(&self, histories: &[&[u32]], prefix: &KvCache, mode: Mode) -> Result<Tensor> {
+        let device = self.llm.device().clone();
+        let b = histories.len();
+        let tail: Vec<&[u32]> = histories.iter().map(|h| &h[h.len().saturating_sub(self.max_items)..]).collect();
+        let l = tail.iter().map(|h| h.len()).max().unwrap_or(0).max(1);
+        let n = self.n_items() as u32;
+        let mut ids = Vec::with_capacity(b * l);
+        let mut valid = Vec::with_capacity(b * l);
+        for h in &tail {
+            if let Some(&bad) = h.iter().find(|&&i| i >= n) {
+                return Err(LlmError::Input(format!("item {bad} is outside the catalog of {n} items")));
+            }
+            for _ in h.len()..l {
+                ids.push(0u32);
+                valid.push(0f32);
+            }
+            ids.extend_from_slice(h);
+            valid.extend(std::iter::repeat_n(1f32, h.len()));
+        }
+        let hdim = self.llm.config().hidden_size;
+        let x = self.items.index_select(&Tensor::from_vec(ids, b * l, &device)?, 0)?;
+        let x = self.proj.forward(&x)?.reshape((b, l, hdim))?;
+        let valid = Tensor::from_vec(valid, (b, l), &device)?;
+        // Padding positions carry zeros, not a projected item 0 (masked either way).
+        let x = x.broadcast_mul(&valid.unsqueeze(2)?)?;
+        let (_, r, _) = self.response.dims3()?;
+        let x = Tensor::cat(&[&x, &self.response.broadcast_as((b, r, hdim))?.contiguous()?], 1)?;
+        let p = prefix.len();
+        let keys = Tensor::cat(&[&Tensor::ones((b, p), DType::F32, &device)?, &valid, &Tensor::ones((b, r), DType::F32, &device)?], 1)?;
+        let (hidden, _) = self.llm.forward(&x, &keys, Some(prefix), mode)?;
+        Ok(hidden.narrow(1, l + r - 1, 1)?.squeeze(1)?)
+    }
+
+    /// Item scores (`B × n_items`) of user vectors.
+    pub fn scores(&self, users: &Tensor) -> Result<Tensor> {
+        Ok(users.matmul(&self.head.t()?)?)
+    }
+
+    /// The training context's mode, or inference.
+    pub fn mode(ctx: Option<&TrainCtx>) -> Mode<'_> {
+        match ctx {
+            Some(c) => Mode::Train(c),
+            None => Mode::Infer,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        self.llm.device()
+    }
+}

@@ -131,7 +131,7 @@ impl LoraLinear {
         let d_in = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / d_in.max(1);
         let x2 = x.reshape((rows, d_in))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = frozen_matmul(&x2, &self.weight)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -145,6 +145,52 @@ impl LoraLinear {
             *l = self.weight.dims()[0];
         }
         Ok(y.reshape(out)?)
+    }
+}
+
+/// `x Wᵀ` for a frozen `W` (`out × in`). candle's matmul backward computes the gradient of both
+/// operands, so a plain `x.matmul(Wᵀ)` inside a trained graph spends a third of the backward
+/// pass (and a weight-sized buffer per projection) on gradients of frozen weights. On CPU this
+/// is a custom op whose backward is `grad · W` alone; elsewhere the plain product.
+pub fn frozen_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if f32_cpu(x) && f32_cpu(w) {
+        x.contiguous()?.apply_op1(FrozenLinear { w: w.contiguous()? })
+    } else {
+        x.matmul(&w.t()?)
+    }
+}
+
+struct FrozenLinear {
+    w: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (rows, d_in) = layout.shape().dims2()?;
+        let x = match (storage, layout.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("frozen-linear: needs a contiguous f32 input"),
+        };
+        let (w_storage, w_layout) = self.w.storage_and_layout();
+        let (d_out, wi) = w_layout.shape().dims2()?;
+        if wi != d_in {
+            candle_core::bail!("frozen-linear: input width {d_in}, weight {d_out} × {wi}");
+        }
+        let w = match (&*w_storage, w_layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("frozen-linear: needs a contiguous f32 weight on the CPU"),
+        };
+        let mut out = vec![0f32; rows * d_out];
+        let par = if rows * d_out * d_in >= 1 << 18 { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
+        crate::math::matmul_nt(&mut out, x, w, rows, d_out, d_in, false, par);
+        Ok((candle_core::CpuStorage::F32(out), (rows, d_out).into()))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
     }
 }
 

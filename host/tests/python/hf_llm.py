@@ -26,7 +26,8 @@ make       a tiny random-weight model (hidden 64, 2 layers, 4 heads, 2 key/value
            config.json is written in the classic layout of published checkpoints (top-level
            rope_theta, rope_scaling); --config-format v5 keeps transformers 5's rope_parameters.
 peft-make  self-test only: a random LoRA adapter (non-zero B) on every projection of DIR, saved
-           with PEFT's save_pretrained (adapter_model.safetensors + adapter_config.json).
+           with PEFT's save_pretrained (adapter_model.safetensors + adapter_config.json, whose
+           target_modules list is then sorted: PEFT writes it from a set, in a random order).
 peft       DIR + ADAPTER_DIR through PEFT; fails (exit 1) unless every lora_A/lora_B tensor of the
            adapter file was loaded into the model as is (PEFT itself only warns). Writes FILE with
            hidden, logits (for DIR/reference.safetensors' inputs) and ids_logits.
@@ -58,6 +59,7 @@ def quiet():
 
     logging.disable_progress_bar()
 
+
 HIDDEN, LAYERS, HEADS, KV_HEADS, INTER, VOCAB = 64, 2, 4, 2, 96, 128
 BATCH, SEQ = 2, 7
 ATTENTION_MASK = [[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
@@ -76,6 +78,11 @@ def versions():
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
             "safetensors": safetensors.__version__}
+
+
+def header(meta):
+    """safetensors metadata as one JSON string: several keys come out in a random order."""
+    return {"hf_llm": json.dumps(meta, sort_keys=True)}
 
 
 def make_config(arch):
@@ -178,7 +185,8 @@ def cmd_make(a):
     tensors = {"inputs_embeds": embeds, "attention_mask": mask, "hidden": hidden, "logits": logits,
                "input_ids": input_ids, "ids_logits": ids_logits}
     meta = {"arch": a.arch, "seed": str(a.seed), **versions()}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(a.out, "reference.safetensors"), meta)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(a.out, "reference.safetensors"),
+              header(meta))
     n = sum(p.numel() for p in model.parameters())
     weight_files = [f for f in files if f.startswith("model") and f.endswith(".safetensors")]
     print(f"{a.arch}: {n} parameters, {len(weight_files)} weight file(s) "
@@ -239,7 +247,7 @@ def cmd_peft(a):
     ids_logits = base(input_ids=ref["input_ids"], use_cache=False).logits
     meta = {"base": a.base, "adapter": a.adapter, **versions()}
     out = {"hidden": hidden, "logits": logits, "ids_logits": ids_logits}
-    save_file({k: v.contiguous() for k, v in out.items()}, a.out, meta)
+    save_file({k: v.contiguous() for k, v in out.items()}, a.out, header(meta))
     print(f"peft: {len(lora_keys)} LoRA tensors loaded and checked; max |logits - base logits| "
           f"{(logits - ref['logits']).abs().max():.3f}; wrote {a.out}")
 
@@ -257,6 +265,14 @@ def cmd_peft_make(a):
         if ".lora_A." in n or ".lora_B." in n:
             p.copy_(0.2 * torch.randn_like(p))  # B non-zero, so the adapter matters
     peft_model.save_pretrained(a.out)
+    # PEFT writes target_modules from a set (random order per run); sorted, the file is reproducible.
+    cfg_file = os.path.join(a.out, "adapter_config.json")
+    with open(cfg_file) as f:
+        cfg = json.load(f)
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    with open(cfg_file, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
     saved = load_file(os.path.join(a.out, "adapter_model.safetensors"))
     print(f"peft-make: {len(saved)} tensors in {a.out}/adapter_model.safetensors")
     for k in sorted(saved):

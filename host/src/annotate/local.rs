@@ -1,5 +1,6 @@
-//! The local backend: a llama-architecture GGUF model run by the host with candle
-//! ([`crate::models::llama_gguf`]), with the tokenizer from the same file
+//! The local backend: a llama-architecture GGUF model run by the host with candle, on the same
+//! decoder E4SRec trains ([`crate::llm::llama`], through a [`Session`] that keeps the key/value
+//! cache), with the tokenizer from the same file
 //! ([`crate::models::gguf_tokenizer`]) and the ChatML template of SmolLM2 and Qwen
 //! (`<|im_start|>role\n…<|im_end|>\n`).
 //!
@@ -17,8 +18,8 @@
 use super::prompt::{self, Message, TrackText};
 use super::{Backend, Failure, Outcome};
 use crate::features::mgphot::{genes, N_GENES};
+use crate::llm::llama::{KvCache, Session};
 use crate::models::gguf_tokenizer::GgufTokenizer;
-use crate::models::llama_gguf::{softmax, KvCache, LlamaGguf};
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -48,12 +49,15 @@ pub struct LocalConfig {
     pub max_tokens: usize,
     /// Lyrics excerpt length, in characters.
     pub lyrics_chars: usize,
-    /// Expand the quantized weights to f32 (see [`LlamaGguf::load`]).
+    /// Expand the quantized weights to f32, multiplied by candle's gemm, which picks AVX/FMA
+    /// kernels at run time; candle's quantized CPU kernels use SIMD only when the build itself
+    /// targets AVX (e.g. `-C target-cpu=native`), and are otherwise many times slower. It costs 4
+    /// bytes per weight (540 MB for SmolLM2-135M).
     pub dequantize: bool,
 }
 
 struct State {
-    model: LlamaGguf,
+    model: Session,
     /// The cache after the system message, and its length in tokens.
     prefix: Option<(KvCache, usize)>,
 }
@@ -68,6 +72,14 @@ pub struct Local {
     /// The system turn's tokens.
     system_ids: Vec<u32>,
     state: Mutex<State>,
+}
+
+/// Softmax over a slice (for sampling), numerically stable.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&l| (l - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
 }
 
 /// The ChatML text of `messages`, opening an assistant turn.
@@ -86,8 +98,9 @@ impl Local {
         let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let ct = candle_core::quantized::gguf_file::Content::read(&mut f).with_context(|| format!("{}: not a GGUF file", path.display()))?;
         let tok = GgufTokenizer::from_gguf(&ct).with_context(|| format!("{}", path.display()))?;
-        let model =
-            LlamaGguf::load(&ct, &mut f, &candle_core::Device::Cpu, cfg.dequantize).with_context(|| format!("loading the model in {}", path.display()))?;
+        let model = Session::new(
+            crate::llm::load_gguf(path, &candle_core::Device::Cpu, !cfg.dequantize).with_context(|| format!("loading the model in {}", path.display()))?,
+        );
         if model.vocab_size() < tok.len() {
             anyhow::bail!("{}: the tokenizer has {} tokens but the embedding only {} rows", path.display(), tok.len(), model.vocab_size());
         }
@@ -129,7 +142,7 @@ impl Local {
     }
 
     /// Sets the model's cache to the system prompt's, computing it the first time.
-    fn start(&self, st: &mut State, system_ids: &[u32]) -> candle_core::Result<()> {
+    fn start(&self, st: &mut State, system_ids: &[u32]) -> crate::llm::Result<()> {
         match &st.prefix {
             Some((c, n)) if *n == system_ids.len() => st.model.restore(c.clone()),
             _ => {

@@ -242,9 +242,9 @@ impl Llama {
             let p = format!("model.layers.{i}");
             let mut lin = |module: &str, part: &str, d_in: usize, d_out: usize, bias: bool| -> Result<LoraLinear> {
                 let name = format!("{p}.{part}.{module}");
-                let weight = w.get(&format!("{name}.weight"), &[d_out, d_in])?;
+                let weight = w.get_linear(&format!("{name}.weight"), &[d_out, d_in])?;
                 let b = if bias { Some(w.get(&format!("{name}.bias"), &[d_out])?) } else { None };
-                LoraLinear::new(weight, b, &name, module, lora, lora_vars)
+                LoraLinear::new(weight, b, &name, module, d_in, lora, lora_vars)
             };
             let bias = cfg.attention_bias;
             blocks.push(Block {
@@ -374,6 +374,55 @@ impl Llama {
     /// Every LoRA adapter of the model, by module path (`model.layers.0.self_attn.q_proj`).
     pub fn adapters(&self) -> Vec<&LoraLinear> {
         self.blocks.iter().flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]).filter(|l| l.has_lora()).collect()
+    }
+}
+
+/// A decoder with its cache, for generation one prompt at a time (MGPHot annotation): each
+/// [`Session::forward`] runs new tokens after the cached ones and returns the logits at the last.
+pub struct Session {
+    model: Llama,
+    cache: KvCache,
+}
+
+impl Session {
+    /// An empty cache over `model`.
+    pub fn new(model: Llama) -> Self {
+        Session { model, cache: KvCache::default() }
+    }
+    /// The decoder.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.model.cfg.vocab_size
+    }
+    /// A copy of the cache (cheap: tensors are shared).
+    pub fn cache(&self) -> KvCache {
+        self.cache.clone()
+    }
+    /// Puts back a cache from [`Session::cache`].
+    pub fn restore(&mut self, cache: KvCache) {
+        self.cache = cache;
+    }
+    /// Empties the cache.
+    pub fn clear(&mut self) {
+        self.cache = KvCache::default();
+    }
+    /// Runs `tokens` after the cache, appends them to it, and returns the logits (f32,
+    /// vocabulary-sized) at the last position.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(LlmError::Input("forward needs at least one token".into()));
+        }
+        let device = self.model.device.clone();
+        let t = tokens.len();
+        let x = self.model.embed_ids(&Tensor::from_slice(tokens, (1, t), &device)?)?;
+        let past = (!self.cache.is_empty()).then_some(&self.cache);
+        let keys = Tensor::ones((1, self.cache.len() + t), DType::F32, &device)?;
+        let (h, cache) = self.model.forward(&x, &keys, past, Mode::Infer)?;
+        self.cache = cache;
+        Ok(self.model.logits(&h.narrow(1, t - 1, 1)?)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
     }
 }
 

@@ -85,9 +85,30 @@ struct Adapter {
     dropout: f32,
 }
 
+/// A frozen weight: dense f32, or kept quantized (a GGUF block format, multiplied by candle's
+/// `QMatMul`; inference only: candle's quantized product has no backward).
+pub enum Base {
+    /// `out × in`, f32.
+    Dense(Tensor),
+    /// `out × in`, quantized.
+    Quantized(candle_core::quantized::QMatMul),
+}
+
+impl Base {
+    fn out_dim(&self) -> candle_core::Result<usize> {
+        match self {
+            Base::Dense(w) => w.dim(0),
+            Base::Quantized(q) => match q {
+                candle_core::quantized::QMatMul::QTensor(t) => Ok(t.shape().dims()[0]),
+                candle_core::quantized::QMatMul::Tensor(w) | candle_core::quantized::QMatMul::TensorF16(w) => w.dim(0),
+            },
+        }
+    }
+}
+
 /// A frozen linear layer, `y = x Wᵀ + b`, with an optional LoRA adapter.
 pub struct LoraLinear {
-    weight: Tensor,
+    weight: Base,
     bias: Option<Tensor>,
     path: String,
     adapter: Option<Adapter>,
@@ -97,10 +118,10 @@ impl LoraLinear {
     /// The layer at module path `path` (e.g. `model.layers.0.self_attn.q_proj`), whose short
     /// name is `module`; it gets an adapter when `lora` targets `module`, its tensors created in
     /// `vars` as `<path>.lora_A.weight` and `<path>.lora_B.weight`.
-    pub fn new(weight: Tensor, bias: Option<Tensor>, path: &str, module: &str, lora: Option<&LoraConfig>, vars: &mut Params) -> Result<Self> {
+    pub fn new(weight: Base, bias: Option<Tensor>, path: &str, module: &str, d_in: usize, lora: Option<&LoraConfig>, vars: &mut Params) -> Result<Self> {
         let adapter = match lora.filter(|c| c.target_modules.iter().any(|m| m == module)) {
             Some(c) => {
-                let (d_out, d_in) = weight.dims2()?;
+                let d_out = weight.out_dim()?;
                 let a = vars.var(&format!("{path}.lora_A.weight"), &[c.r, d_in], Init::Uniform(1.0 / (d_in as f64).sqrt()))?;
                 let b = vars.var(&format!("{path}.lora_B.weight"), &[d_out, c.r], Init::Zeros)?;
                 Some(Adapter { a, b, scale: c.scale(), dropout: c.dropout })
@@ -120,18 +141,22 @@ impl LoraLinear {
         &self.path
     }
 
-    /// The frozen weight (`out × in`).
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
     /// Applies the layer over the last dimension of `x`; adapter dropout only with `ctx`.
     pub fn forward(&self, x: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let d_in = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / d_in.max(1);
         let x2 = x.reshape((rows, d_in))?;
-        let mut y = frozen_matmul(&x2, &self.weight)?;
+        let mut y = match &self.weight {
+            Base::Dense(w) => frozen_matmul(&x2, w)?,
+            Base::Quantized(_) if ctx.is_some() => {
+                return Err(super::LlmError::Input(format!(
+                    "{}: a quantized base cannot be trained through (its product has no backward): load it dequantized",
+                    self.path
+                )))
+            }
+            Base::Quantized(q) => candle_core::Module::forward(q, &x2)?,
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -142,7 +167,7 @@ impl LoraLinear {
         }
         let mut out = dims;
         if let Some(l) = out.last_mut() {
-            *l = self.weight.dims()[0];
+            *l = self.weight.out_dim()?;
         }
         Ok(y.reshape(out)?)
     }

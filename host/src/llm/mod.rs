@@ -126,6 +126,15 @@ pub fn load_decoder(path: &Path, device: &Device, lora: Option<&LoraConfig>, var
     Llama::load(cfg, &mut w, lora, vars)
 }
 
+/// A llama GGUF file's decoder for inference, its projections kept quantized when
+/// `keep_quantized` (see `annotate::local::LocalConfig::dequantize`), no adapters.
+pub fn load_gguf(path: &Path, device: &Device, keep_quantized: bool) -> Result<Llama> {
+    let mut w = weights::GgufWeights::open(path, device)?;
+    w.keep_quantized = keep_quantized;
+    let cfg = weights::gguf_config(&mut w)?;
+    Llama::load(cfg, &mut w, None, &mut crate::models::Params::new(0, device))
+}
+
 /// The decoder config of an HF folder, by its `model_type`.
 pub fn hf_config(path: &Path) -> Result<LlamaConfig> {
     let cfg_path = path.join("config.json");

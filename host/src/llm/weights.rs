@@ -18,6 +18,11 @@ pub trait Weights {
     }
     /// The tensor `name` if the file has it.
     fn get_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>>;
+    /// A projection's weight `name` (`out × in`): dense, or kept quantized where the source
+    /// is quantized and asked to keep it so.
+    fn get_linear(&mut self, name: &str, shape: &[usize]) -> Result<super::lora::Base> {
+        Ok(super::lora::Base::Dense(self.get(name, shape)?))
+    }
     /// The file or folder, for messages.
     fn source(&self) -> String;
 }
@@ -95,6 +100,8 @@ pub struct GgufWeights {
     /// llama.cpp stores a llama's query and key rows permuted for its interleaved rotary
     /// embedding; they are permuted back to HF's layout. (heads, kv_heads)
     unpermute: Option<(usize, usize)>,
+    /// Keep quantized projection weights quantized (inference only).
+    pub keep_quantized: bool,
 }
 
 impl GgufWeights {
@@ -102,7 +109,7 @@ impl GgufWeights {
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
         let mut file = std::fs::File::open(path).map_err(|e| LlmError::Weights(format!("opening {}: {e}", path.display())))?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| LlmError::Weights(format!("{} is not a readable GGUF file: {e}", path.display())))?;
-        Ok(GgufWeights { content, file, path: path.to_path_buf(), device: device.clone(), unpermute: None })
+        Ok(GgufWeights { content, file, path: path.to_path_buf(), device: device.clone(), unpermute: None, keep_quantized: false })
     }
 
     /// The header (metadata and tensor index).
@@ -139,9 +146,58 @@ impl GgufWeights {
     }
 }
 
+impl GgufWeights {
+    /// The heads whose rows of `g` are permuted (query and key projections of a llama).
+    fn permuted_heads(&self, g: &str) -> Option<usize> {
+        let (nh, nkv) = self.unpermute?;
+        if g.ends_with("attn_q.weight") {
+            Some(nh)
+        } else if g.ends_with("attn_k.weight") {
+            Some(nkv)
+        } else {
+            None
+        }
+    }
+}
+
 impl Weights for GgufWeights {
     fn device(&self) -> &Device {
         &self.device
+    }
+    fn get_linear(&mut self, name: &str, shape: &[usize]) -> Result<super::lora::Base> {
+        use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+        let g = Self::gguf_name(name).filter(|g| self.content.tensor_infos.contains_key(g));
+        let Some(g) = g.filter(|_| self.keep_quantized) else { return Ok(super::lora::Base::Dense(self.get(name, shape)?)) };
+        let q = self.content.tensor(&mut self.file, &g, &self.device).map_err(|e| LlmError::Weights(format!("{}: tensor {g}: {e}", self.source())))?;
+        if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+            return Ok(super::lora::Base::Dense(self.get(name, shape)?));
+        }
+        if q.shape().dims() != shape {
+            return Err(LlmError::Weights(format!("{}: tensor {g} has shape {:?}, the config implies {shape:?}", self.source(), q.shape().dims())));
+        }
+        let q = match self.permuted_heads(&g) {
+            // Rows are whole runs of blocks, so the permutation moves row-sized byte chunks.
+            Some(heads) => {
+                let (out, _) = (shape[0], shape[1]);
+                let data = q.data()?;
+                let row = data.len() / out;
+                let half = out / heads / 2;
+                let mut un = vec![0u8; data.len()];
+                // GGUF row (h, j, two) holds HF row (h, two, j).
+                for h in 0..heads {
+                    for j in 0..half {
+                        for two in 0..2 {
+                            let src = (h * half + j) * 2 + two;
+                            let dst = (h * 2 + two) * half + j;
+                            un[dst * row..(dst + 1) * row].copy_from_slice(&data[src * row..(src + 1) * row]);
+                        }
+                    }
+                }
+                qtensor_from_ggml(q.dtype(), &un, shape.to_vec(), &self.device)?
+            }
+            None => q,
+        };
+        Ok(super::lora::Base::Quantized(QMatMul::from_qtensor(q)?))
     }
     fn source(&self) -> String {
         self.path.display().to_string()
@@ -153,8 +209,7 @@ impl Weights for GgufWeights {
         }
         let q = self.content.tensor(&mut self.file, &g, &self.device).map_err(|e| LlmError::Weights(format!("{}: tensor {g}: {e}", self.source())))?;
         let mut t = q.dequantize(&self.device)?.to_dtype(DType::F32)?;
-        if let (Some((nh, nkv)), true) = (self.unpermute, g.ends_with("attn_q.weight") || g.ends_with("attn_k.weight")) {
-            let heads = if g.ends_with("attn_q.weight") { nh } else { nkv };
+        if let Some(heads) = self.permuted_heads(&g) {
             let (out, inp) = t.dims2()?;
             if out % (2 * heads) != 0 {
                 return Err(LlmError::Weights(format!("{}: {g} has {out} rows, not a multiple of 2 × {heads} heads", self.source())));

@@ -15,7 +15,6 @@ pub mod gguf_tokenizer;
 pub mod gru4rec;
 pub mod item_table;
 pub mod layers;
-pub mod llama_gguf;
 pub mod sasrec;
 
 pub use bert4rec::{Bert4Rec, Bert4RecConfig};

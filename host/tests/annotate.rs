@@ -456,7 +456,7 @@ fn the_gguf_tokenizer_round_trips_text_and_keeps_control_tokens_whole() {
     tiny_gguf(&p);
     let mut f = std::fs::File::open(&p).unwrap();
     let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-    let tok = encore::models::gguf_tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
+    let tok = encore::llm::gguf_tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
     let text = "<|im_start|>user\nBjörk – Jóga: the other 123 ♪<|im_end|>\n";
     let ids = tok.encode(text).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one token");

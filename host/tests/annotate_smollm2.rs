@@ -39,7 +39,7 @@ fn smollm2_answers_a_question_through_the_local_backend() {
     let cfg = LocalConfig { decode: Decode::Constrained, temperature: 0.0, seed: 0, max_attempts: 1, max_tokens: 16, lyrics_chars: 200, dequantize: true };
     let mut f = std::fs::File::open(&gguf).unwrap();
     let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-    let tok = encore::models::gguf_tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
+    let tok = encore::llm::gguf_tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
     assert_eq!(tok.len(), 49_152);
     let text = "<|im_start|>user\nBjörk – Jóga, 1997<|im_end|>\n";
     let ids = tok.encode(text).unwrap();

@@ -1,7 +1,7 @@
 //! The local backend: a llama-architecture GGUF model run by the host with candle, on the same
 //! decoder E4SRec trains ([`crate::llm::llama`], through a [`Session`] that keeps the key/value
 //! cache), with the tokenizer from the same file
-//! ([`crate::models::gguf_tokenizer`]) and the ChatML template of SmolLM2 and Qwen
+//! ([`crate::llm::gguf_tokenizer`]) and the ChatML template of SmolLM2 and Qwen
 //! (`<|im_start|>role\n…<|im_end|>\n`).
 //!
 //! Two decoding modes:
@@ -18,8 +18,8 @@
 use super::prompt::{self, Message, TrackText};
 use super::{Backend, Failure, Outcome};
 use crate::features::mgphot::{genes, N_GENES};
+use crate::llm::gguf_tokenizer::GgufTokenizer;
 use crate::llm::llama::{KvCache, Session};
-use crate::models::gguf_tokenizer::GgufTokenizer;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use std::path::Path;

@@ -6,6 +6,7 @@
 //! The decoder's base weights are frozen pretrained weights (like `hostmodels/`' BERT and
 //! EnCodec); only the adapters, E4SRec's input projection and its head are trained.
 pub mod e4srec;
+pub mod gguf_tokenizer;
 pub mod llama;
 pub mod lora;
 pub mod qwen2;
@@ -15,8 +16,8 @@ pub mod zero_shot;
 pub use llama::{KvCache, Llama, LlamaConfig, Mode};
 pub use lora::LoraConfig;
 
-use crate::models::gguf_tokenizer::GgufTokenizer;
 use candle_core::Device;
+use gguf_tokenizer::GgufTokenizer;
 use std::path::{Path, PathBuf};
 
 /// What can go wrong loading or running an LLM.

@@ -1,5 +1,8 @@
-//! Models: the ID-based sequential encoders (SASRec, BERT4Rec, GRU4Rec), one file each, and the
-//! layers they share (`layers.rs`).
+//! Models: the ID-based sequential encoders (SASRec, BERT4Rec, GRU4Rec), one file each, the
+//! layers they share (`layers.rs`), and the content-aware item table (`fusion_plan.rs`,
+//! `item_table.rs`): the recommenders trained from scratch. Frozen pretrained networks live
+//! elsewhere: the extractors' BERT and EnCodec in `hostmodels/`, the LLM (frozen base, trained
+//! adapters) in `llm/`.
 //!
 //! Item indices are `0..n_items`. Every encoder's embedding table has extra rows after the
 //! catalog: a padding row (`n_items` for SASRec and GRU4Rec), and for BERT4Rec a mask token
@@ -11,7 +14,6 @@
 //! a gradient.
 pub mod bert4rec;
 pub mod fusion_plan;
-pub mod gguf_tokenizer;
 pub mod gru4rec;
 pub mod item_table;
 pub mod layers;

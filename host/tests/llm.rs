@@ -197,3 +197,45 @@ fn e4srec_learns_a_planted_rule_and_resumes_to_the_same_state() {
     let err = e4::train(&other, m, vars, &data, &opts(half.path(), true, None)).err().expect("another config's checkpoint is refused");
     assert!(err.to_string().contains("another config"), "{err}");
 }
+
+#[test]
+fn bad_model_folders_are_refused_naming_the_file() {
+    let err = |dir: &Path| -> String {
+        match llm::load(dir, &Device::Cpu, None, &mut Params::new(0, &Device::Cpu)) {
+            Ok(_) => panic!("{} loaded", dir.display()),
+            Err(e) => e.to_string(),
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    tiny_models::write_llama(&dir, false, 1);
+    // An architecture this decoder is not.
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), cfg.replace("\"llama\"", "\"mistral\"")).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("config.json") && e.contains("mistral") && e.contains("not supported"), "{e}");
+    std::fs::write(dir.join("config.json"), &cfg).unwrap();
+    // A tokenizer with more tokens than the embedding has rows.
+    let tok = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&tok).unwrap();
+    let vocab = v["model"]["vocab"].as_object_mut().unwrap();
+    for i in 0..100 {
+        vocab.insert(format!("extra{i}"), serde_json::json!(21 + i));
+    }
+    std::fs::write(dir.join("tokenizer.json"), v.to_string()).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("tokenizer.json") && e.contains("121 tokens") && e.contains("64"), "{e}");
+    std::fs::write(dir.join("tokenizer.json"), &tok).unwrap();
+    // A sharded folder whose index names a shard that is not there.
+    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map": {"model.norm.weight": "model-00002-of-00002.safetensors"}}"#).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("index.json"), "{e}");
+    std::fs::remove_file(dir.join("model.safetensors.index.json")).unwrap();
+    // A missing tensor names itself and the folder.
+    let st = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let kept: std::collections::HashMap<String, Tensor> = st.into_iter().filter(|(k, _)| k != "model.layers.1.mlp.up_proj.weight").collect();
+    candle_core::safetensors::save(&kept, dir.join("model.safetensors")).unwrap();
+    let e = err(&dir);
+    assert!(e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"), "{e}");
+    assert!(err(&tmp.path().join("nothing")).contains("config.json"));
+}

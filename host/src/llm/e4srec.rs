@@ -153,7 +153,7 @@ impl E4SRec {
         let x = Tensor::cat(&[&x, &self.response.broadcast_as((b, r, hdim))?.contiguous()?], 1)?;
         let p = prefix.len();
         let keys = Tensor::cat(&[&Tensor::ones((b, p), DType::F32, &device)?, &valid, &Tensor::ones((b, r), DType::F32, &device)?], 1)?;
-        let (hidden, _) = self.llm.forward(&x, &keys, Some(prefix), mode)?;
+        let hidden = self.llm.hidden(&x, &keys, Some(prefix), mode)?;
         Ok(hidden.narrow(1, l + r - 1, 1)?.squeeze(1)?)
     }
 

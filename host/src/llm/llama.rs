@@ -306,6 +306,17 @@ impl Llama {
     /// when no `position_ids` are given, as E4SRec calls it). Returns the final-normed hidden
     /// state at every position and the cache extended by these positions.
     pub fn forward(&self, x: &Tensor, keys: &Tensor, past: Option<&KvCache>, mode: Mode) -> Result<(Tensor, KvCache)> {
+        self.run(x, keys, past, mode, true)
+    }
+
+    /// [`Llama::forward`] without building the extended cache: each block's keys and values are
+    /// dropped as soon as the block is done (a batch of 512 rows holds 1.5 GB of them for
+    /// SmolLM2 otherwise).
+    pub fn hidden(&self, x: &Tensor, keys: &Tensor, past: Option<&KvCache>, mode: Mode) -> Result<Tensor> {
+        Ok(self.run(x, keys, past, mode, false)?.0)
+    }
+
+    fn run(&self, x: &Tensor, keys: &Tensor, past: Option<&KvCache>, mode: Mode, keep_cache: bool) -> Result<(Tensor, KvCache)> {
         let (b, t, _) = x.dims3()?;
         let start = past.map_or(0, |c| c.len());
         let total = start + t;
@@ -351,7 +362,9 @@ impl Llama {
                 }
                 None => (k, v),
             };
-            cache.layers.push((k.clone(), v.clone()));
+            if keep_cache {
+                cache.layers.push((k.clone(), v.clone()));
+            }
             // Grouped-query attention without repeating keys: each key/value head's `rep` query
             // heads are stacked along the query axis.
             let q = q.reshape((b, nkv, rep * t, hd))?;

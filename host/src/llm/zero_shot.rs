@@ -77,7 +77,7 @@ impl<'a> ZeroShot<'a> {
             }
             let x = self.llm.embed_ids(&Tensor::from_vec(ids.clone(), (b, t), &device)?)?;
             let keys = Tensor::cat(&[&Tensor::ones((b, p), DType::F32, &device)?, &Tensor::from_vec(valid, (b, t), &device)?], 1)?;
-            let (h, _) = self.llm.forward(&x, &keys, Some(&cache), Mode::Infer)?;
+            let h = self.llm.hidden(&x, &keys, Some(&cache), Mode::Infer)?;
             // Position j predicts token j + 1; the first token comes from the prompt's last position.
             let picked: Vec<f32> = if t > 1 {
                 let logp = candle_nn::ops::log_softmax(&self.llm.logits(&h.narrow(1, 0, t - 1)?)?, D::Minus1)?;

@@ -379,7 +379,9 @@ pub fn evaluate(model: &E4SRec, cases: &[EvalCase], params: &EvalParams, sink: &
     if params.sampled_negatives > 0 {
         let scorer = E4SRecScorer::new(model, cases)?;
         let device: Device = model.device().clone();
-        return super::scoring::sampled(&scorer, cases, params, sink, &device);
+        // The LLM runs a batch of users at once: keep batches as small as full ranking's.
+        let params = EvalParams { batch_users: params.batch_users.clamp(1, 64), ..params.clone() };
+        return super::scoring::sampled(&scorer, cases, &params, sink, &device);
     }
     evaluate_full(model, cases, sink, RankOptions { batch_users: params.batch_users.clamp(1, 64), mask_seen: params.mask_history })
 }

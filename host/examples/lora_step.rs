@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let ctx = TrainCtx::new(s as u64);
         let prefix = m.instruction_cache(Mode::Train(&ctx))?;
-        let users = m.user_vectors(&hist, &prefix, Mode::Train(&ctx))?;
+        let users = m.user_vectors(&hist, &[], &prefix, Mode::Train(&ctx))?;
         let loss = encore::train::loss::linear_cross_entropy(&users, m.head(), None, &labels)?;
         let g = loss.backward()?;
         opt.step(&g)?;
@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let u = m.user_vectors(&ehist, &prefix, Mode::Infer)?;
+        let u = m.user_vectors(&ehist, &[], &prefix, Mode::Infer)?;
         let _ = m.scores(&u)?;
         times.push(t.elapsed().as_secs_f64());
     }

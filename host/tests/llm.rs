@@ -91,12 +91,20 @@ fn an_untrained_adapter_changes_nothing_and_peft_files_are_written() {
 }
 
 fn e4srec(dir: &Path, n_items: usize, lora: &LoraConfig, seed: u64) -> (E4SRec, Params) {
+    e4srec_with(dir, n_items, lora, seed, encore::models::CompletionMode::None)
+}
+
+fn e4srec_with(dir: &Path, n_items: usize, lora: &LoraConfig, seed: u64, completion: encore::models::CompletionMode) -> (E4SRec, Params) {
     let mut vars = Params::new(seed, &Device::Cpu);
     let loaded = llm::load(dir, &Device::Cpu, Some(lora), &mut vars).unwrap();
     // A frozen item table: random vectors, as an encoder's table would be.
     let items = inputs(1, n_items, 16, seed + 1).squeeze(0).unwrap();
-    let prompt =
-        PromptConfig { instruction: "Below is an instruction ### Instruction: Given the tracks Input:".into(), response: "### Response:".into(), max_items: 6 };
+    let prompt = PromptConfig {
+        instruction: "Below is an instruction ### Instruction: Given the tracks Input:".into(),
+        response: "### Response:".into(),
+        max_items: 6,
+        completion,
+    };
     let m = E4SRec::new(loaded.model, &loaded.tokenizer, items, &prompt, &mut vars).unwrap();
     (m, vars)
 }
@@ -106,17 +114,20 @@ fn gradients_reach_every_adapter_projection_and_head_tensor() {
     let dir = tempfile::tempdir().unwrap();
     tiny_models::write_llama(dir.path(), true, 5);
     let lora = LoraConfig { r: 4, alpha: 8.0, dropout: 0.1, ..LoraConfig::default() };
-    let (m, vars) = e4srec(dir.path(), 30, &lora, 1);
+    let (m, vars) = e4srec_with(dir.path(), 30, &lora, 1, encore::models::CompletionMode::Embed);
+    assert!(m.reads_completion());
     // B starts at zero, so A's gradient is zero on the first step (as in PEFT): take one step
     // first, then check every tensor.
     let named = vars.named_vars();
     let mut opt = encore::train::optim::AdamW::new(named.clone(), encore::train::optim::ParamsAdamW { lr: 1e-2, ..Default::default() }).unwrap();
     let hist: Vec<&[u32]> = vec![&[1, 2, 3], &[4, 5], &[7, 8, 9, 10, 11, 12, 13, 14]];
     let labels = [4u32, 6, 15];
+    // Known, null and missing ratios: the completion weight, bias and "unknown" vector all train.
+    let ratios: Vec<&[Option<f32>]> = vec![&[Some(0.2), None, Some(1.0)], &[], &[Some(0.5); 8]];
     for step in 0..2 {
         let ctx = TrainCtx::new(step);
         let prefix = m.instruction_cache(Mode::Train(&ctx)).unwrap();
-        let users = m.user_vectors(&hist, &prefix, Mode::Train(&ctx)).unwrap();
+        let users = m.user_vectors(&hist, &ratios, &prefix, Mode::Train(&ctx)).unwrap();
         let loss = encore::train::loss::linear_cross_entropy(&users, m.head(), None, &labels).unwrap();
         let grads = loss.backward().unwrap();
         if step == 1 {
@@ -131,7 +142,11 @@ fn gradients_reach_every_adapter_projection_and_head_tensor() {
     assert!(named.iter().any(|(n, _)| n == "item_proj.weight") && named.iter().any(|(n, _)| n == "score.weight"));
     assert_eq!(named.iter().filter(|(n, _)| n.contains(".lora_")).count(), 28);
     // Frozen weights are plain tensors (never variables), so no step can change them.
-    assert!(named.iter().all(|(n, _)| n.contains(".lora_") || n.starts_with("item_proj.") || n == "score.weight"), "only adapters and heads train");
+    assert_eq!(named.iter().filter(|(n, _)| n.starts_with("completion.")).count(), 3);
+    assert!(
+        named.iter().all(|(n, _)| n.contains(".lora_") || n.starts_with("item_proj.") || n.starts_with("completion.") || n == "score.weight"),
+        "only adapters, the completion input and heads train"
+    );
 }
 
 /// Sessions following a planted rule: after item i comes i+1 (mod n), with random starts.

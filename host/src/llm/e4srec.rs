@@ -33,11 +33,15 @@ pub struct PromptConfig {
     pub response: String,
     /// The most recent items of a history that the prompt holds.
     pub max_items: usize,
+    /// `none`, or `embed`: each item's input also gets a learned projection of its listening
+    /// completion ratio (a learned vector where the ratio is unknown), as the encoders'
+    /// `completion = "embed"`.
+    pub completion: crate::models::CompletionMode,
 }
 
 impl Default for PromptConfig {
     fn default() -> Self {
-        PromptConfig { instruction: INSTRUCTION.into(), response: RESPONSE.into(), max_items: 20 }
+        PromptConfig { instruction: INSTRUCTION.into(), response: RESPONSE.into(), max_items: 20, completion: Default::default() }
     }
 }
 
@@ -46,6 +50,7 @@ pub struct E4SRec {
     llm: Llama,
     items: Tensor,
     proj: Linear,
+    completion: Option<crate::models::layers::CompletionEmbed>,
     head: Tensor,
     instruction: Tensor,
     response: Tensor,
@@ -65,7 +70,17 @@ impl E4SRec {
             Ok(ids)
         };
         let (instruction, response) = (ids(&prompt.instruction)?, ids(&prompt.response)?);
-        Self::from_ids(llm, &instruction, &response, items, prompt.max_items, vars)
+        let mut m = Self::from_ids(llm, &instruction, &response, items, prompt.max_items, vars)?;
+        if prompt.completion == crate::models::CompletionMode::Embed {
+            let h = m.llm.config().hidden_size;
+            m.completion = Some(crate::models::layers::CompletionEmbed::new(vars, "completion", h, 0.02)?);
+        }
+        Ok(m)
+    }
+
+    /// Whether the model reads completion ratios.
+    pub fn reads_completion(&self) -> bool {
+        self.completion.is_some()
     }
 
     /// [`E4SRec::new`] with the prompt given as token ids.
@@ -90,7 +105,7 @@ impl E4SRec {
         };
         let instruction = embed(instruction)?;
         let response = embed(response)?;
-        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, head, instruction, response, max_items })
+        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, completion: None, head, instruction, response, max_items })
     }
 
     /// Items in the catalog.
@@ -123,8 +138,9 @@ impl E4SRec {
     }
 
     /// The last hidden state for each history (`B × hidden`): the most recent `max_items` items,
-    /// left-padded to the longest in the batch.
-    pub fn user_vectors(&self, histories: &[&[u32]], prefix: &KvCache, mode: Mode) -> Result<Tensor> {
+    /// left-padded to the longest in the batch. `ratios[b]`, parallel to `histories[b]` (shorter
+    /// or empty: unknown), is read with `completion = "embed"`.
+    pub fn user_vectors(&self, histories: &[&[u32]], ratios: &[&[Option<f32>]], prefix: &KvCache, mode: Mode) -> Result<Tensor> {
         let device = self.llm.device().clone();
         let b = histories.len();
         let tail: Vec<&[u32]> = histories.iter().map(|h| &h[h.len().saturating_sub(self.max_items)..]).collect();
@@ -147,6 +163,26 @@ impl E4SRec {
         let x = self.items.index_select(&Tensor::from_vec(ids, b * l, &device)?, 0)?;
         let x = self.proj.forward(&x)?.reshape((b, l, hdim))?;
         let valid = Tensor::from_vec(valid, (b, l), &device)?;
+        let x = match &self.completion {
+            Some(ce) => {
+                // Left-aligned like the items: row b's last ratio sits at position l - 1.
+                let mut value = vec![0f32; b * l];
+                let mut known = vec![0f32; b * l];
+                for (r, h) in histories.iter().enumerate() {
+                    let start = h.len().saturating_sub(self.max_items);
+                    let n = h.len() - start;
+                    for (j, pos) in (start..h.len()).enumerate() {
+                        if let Some(c) = ratios.get(r).and_then(|v| v.get(pos)).copied().flatten().filter(|c| c.is_finite()) {
+                            value[r * l + l - n + j] = c.clamp(0.0, 1.0);
+                            known[r * l + l - n + j] = 1.0;
+                        }
+                    }
+                }
+                let c = crate::models::Completion { value: Tensor::from_vec(value, (b, l), &device)?, known: Tensor::from_vec(known, (b, l), &device)? };
+                (x + ce.forward(&c)?)?
+            }
+            None => x,
+        };
         // Padding positions carry zeros, not a projected item 0 (masked either way).
         let x = x.broadcast_mul(&valid.unsqueeze(2)?)?;
         let (_, r, _) = self.response.dims3()?;

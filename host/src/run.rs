@@ -303,30 +303,12 @@ impl Scorer for Popularity {
 }
 
 /// A seeded random ranking: random user and item vectors.
-struct Random {
-    items: Tensor,
-    users: Tensor,
-}
-
-impl Random {
-    fn new(n_users: usize, n_items: usize, seed: u64) -> anyhow::Result<Self> {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut draw = |n: usize| -> Vec<f32> { (0..n * 16).map(|_| rng.random::<f32>() - 0.5).collect() };
-        let items = Tensor::from_vec(draw(n_items), (n_items, 16), &candle_core::Device::Cpu)?;
-        let users = Tensor::from_vec(draw(n_users), (n_users, 16), &candle_core::Device::Cpu)?;
-        Ok(Random { items, users })
-    }
-}
-
-impl Scorer for Random {
-    fn item_table(&self) -> &Tensor {
-        &self.items
-    }
-    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
-        let idx: Vec<u32> = users.iter().map(|&u| u as u32).collect();
-        Ok(self.users.index_select(&Tensor::new(idx.as_slice(), self.users.device())?, 0)?)
-    }
+fn random_scorer(n_users: usize, n_items: usize, seed: u64) -> anyhow::Result<crate::eval::DotScorer> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut draw = |n: usize| -> Vec<f32> { (0..n * 16).map(|_| rng.random::<f32>() - 0.5).collect() };
+    let items = draw(n_items);
+    crate::eval::DotScorer::from_vecs(draw(n_users), items, 16, &candle_core::Device::Cpu)
 }
 
 /// The per-user series a finished suite kept, for paired comparisons.
@@ -425,7 +407,7 @@ pub fn run(
         let users = train::scoring::eval_users(&data.test);
         let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
         let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
-        full_ranking(&Random::new(users.len(), data.n_items, cfg.report.seed)?, &users, &mut suite, opts)?;
+        full_ranking(&random_scorer(users.len(), data.n_items, cfg.report.seed)?, &users, &mut suite, opts)?;
         cases.push(("Random".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
         reports.push(("Random".to_string(), suite.finish(bootstrap)?));
     }
@@ -551,7 +533,7 @@ fn zero_shot(
         train::scoring::sampled(&pop, &cases, &params, &mut s, &cpu)?;
         reports.push((label("MostPop"), s.finish(bootstrap)?));
         let mut s = suite()?;
-        train::scoring::sampled(&Random::new(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
+        train::scoring::sampled(&random_scorer(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
         reports.push((label("Random"), s.finish(bootstrap)?));
         for (name, m) in encoders {
             let mut s = suite()?;

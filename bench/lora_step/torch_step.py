@@ -48,6 +48,11 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+# The config.json rewrite the test models get (transformers 5's rope_parameters back to the
+# classic top-level rope_theta / rope_scaling layout), from the test script itself.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "host", "tests", "python"))
+from hf_llm import classic_config  # noqa: E402
+
 torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
 
 N_ITEMS, ITEM_DIM = 2000, 64
@@ -63,22 +68,6 @@ SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=3
 def die(msg):
     print(f"torch_step: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-def classic_config(path):
-    """config.json with top-level rope_theta / rope_scaling instead of transformers 5's
-    rope_parameters (as host/tests/python/hf_llm.py writes it)."""
-    file = os.path.join(path, "config.json")
-    with open(file) as f:
-        cfg = json.load(f)
-    rope = cfg.pop("rope_parameters", None)
-    if rope is not None:
-        rope = dict(rope)
-        cfg["rope_theta"] = rope.pop("rope_theta")
-        cfg["rope_scaling"] = None if rope.get("rope_type", "default") == "default" else rope
-    with open(file, "w") as f:
-        json.dump(dict(sorted(cfg.items())), f, indent=2)
-        f.write("\n")
 
 
 @torch.no_grad()

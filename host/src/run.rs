@@ -523,7 +523,7 @@ fn zero_shot(
 ) -> anyhow::Result<Vec<(String, EvalReport)>> {
     let mut reports = Vec::new();
     for z in &cfg.zero_shot {
-        let cases = train::e4srec::subset(&data.test, z.cases, cfg.report.seed);
+        let cases = train::scoring::subset(&data.test, z.cases, cfg.report.seed);
         let params = EvalParams { sampled_negatives: z.negatives, ..cfg.eval.clone() };
         let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), z.negatives);
         let suite = || MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32);

@@ -14,7 +14,7 @@
 use super::llama::{KvCache, Llama, Mode};
 use super::{LlmError, Result, Tokenizer};
 use crate::models::layers::{Init, Linear};
-use crate::models::{Params, TrainCtx};
+use crate::models::Params;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -196,14 +196,6 @@ impl E4SRec {
     /// Item scores (`B × n_items`) of user vectors.
     pub fn scores(&self, users: &Tensor) -> Result<Tensor> {
         Ok(users.matmul(&self.head.t()?)?)
-    }
-
-    /// The training context's mode, or inference.
-    pub fn mode(ctx: Option<&TrainCtx>) -> Mode<'_> {
-        match ctx {
-            Some(c) => Mode::Train(c),
-            None => Mode::Infer,
-        }
     }
 
     /// The device.

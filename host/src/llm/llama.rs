@@ -276,10 +276,6 @@ impl Llama {
     pub fn device(&self) -> &Device {
         &self.device
     }
-    /// The token embedding table (`vocab × hidden`).
-    pub fn embed_tokens(&self) -> &Tensor {
-        &self.embed
-    }
 
     /// Embeddings of token ids (`B × T` → `B × T × hidden`).
     pub fn embed_ids(&self, ids: &Tensor) -> Result<Tensor> {
@@ -401,10 +397,6 @@ impl Session {
     /// An empty cache over `model`.
     pub fn new(model: Llama) -> Self {
         Session { model, cache: KvCache::default() }
-    }
-    /// The decoder.
-    pub fn model(&self) -> &Llama {
-        &self.model
     }
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {

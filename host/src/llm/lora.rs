@@ -136,11 +136,6 @@ impl LoraLinear {
         self.adapter.is_some()
     }
 
-    /// The module path.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     /// Applies the layer over the last dimension of `x`; adapter dropout only with `ctx`.
     pub fn forward(&self, x: &Tensor, ctx: Option<&TrainCtx>) -> Result<Tensor> {
         let dims = x.dims().to_vec();

@@ -122,7 +122,7 @@ pub fn evaluate(
             continue;
         }
         let (cands, targets) = crate::train::scoring::sampled_candidates(case, u, n, params);
-        let scores = zs.score(&case.history, &cands).map_err(|e| TrainError::Config(e.to_string()))?;
+        let scores = zs.score(&case.history, &cands)?;
         let mut order: Vec<usize> = (0..cands.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
         let ranked = order.into_iter().take(k).map(|j| cands[j]).collect();

@@ -194,7 +194,7 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
         return Err(TrainError::Data("no training sequence has two items: E4SRec has nothing to learn from".into()));
     }
     let metric = ValidMetric::parse(&t.valid_metric)?;
-    let valid: Vec<EvalCase> = subset(&data.valid, t.valid_cases, t.seed);
+    let valid: Vec<EvalCase> = super::scoring::subset(&data.valid, t.valid_cases, t.seed);
     let named = vars.named_vars();
     let mut opt = AdamW::new(named.clone(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..Default::default() })?;
     let mut best: Option<(f64, usize)> = None;
@@ -241,13 +241,13 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
         let ctx = TrainCtx::new(t.seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let mut grads: Option<candle_core::backprop::GradStore> = None;
         for batch in step_batches(&all, t, step) {
-            let prefix = model.instruction_cache(Mode::Train(&ctx)).map_err(llm_err)?;
+            let prefix = model.instruction_cache(Mode::Train(&ctx))?;
             let hist: Vec<&[u32]> = batch.iter().map(|&(s, p)| &data.train[s as usize][..p as usize]).collect();
             let labels: Vec<u32> = batch.iter().map(|&(s, p)| data.train[s as usize][p as usize]).collect();
             let empty: &[Option<f32>] = &[];
             let ratios: Vec<&[Option<f32>]> =
                 batch.iter().map(|&(s, p)| data.train_completion.get(s as usize).map_or(empty, |c| &c[..(p as usize).min(c.len())])).collect();
-            let users = model.user_vectors(&hist, &ratios, &prefix, Mode::Train(&ctx)).map_err(llm_err)?;
+            let users = model.user_vectors(&hist, &ratios, &prefix, Mode::Train(&ctx))?;
             let loss = super::loss::linear_cross_entropy(&users, model.head(), None, &labels)?;
             let loss = (loss / t.grad_accum as f64)?;
             interval.0 += loss.to_scalar::<f32>()? as f64;
@@ -324,25 +324,6 @@ fn model_name(cfg: &E4SRecConfig) -> String {
     cfg.model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
 }
 
-/// A seeded subset of `n` cases (all when `n` is 0 or covers them), in their original order.
-pub fn subset(cases: &[EvalCase], n: usize, seed: u64) -> Vec<EvalCase> {
-    if n == 0 || n >= cases.len() {
-        return cases.to_vec();
-    }
-    let mut idx: Vec<usize> = (0..cases.len()).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5EED));
-    let mut keep: Vec<usize> = idx.into_iter().take(n).collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| cases[i].clone()).collect()
-}
-
-fn llm_err(e: crate::llm::LlmError) -> TrainError {
-    match e {
-        crate::llm::LlmError::Candle(c) => TrainError::Candle(c),
-        other => TrainError::Config(other.to_string()),
-    }
-}
-
 /// E4SRec as a full-ranking scorer: user vectors are last hidden states, items the head's rows.
 pub struct E4SRecScorer<'a> {
     model: &'a E4SRec,
@@ -353,7 +334,7 @@ pub struct E4SRecScorer<'a> {
 impl<'a> E4SRecScorer<'a> {
     /// A scorer over `cases`, in their order; the instruction runs once, here.
     pub fn new(model: &'a E4SRec, cases: &'a [EvalCase]) -> Result<Self, TrainError> {
-        Ok(E4SRecScorer { model, cases, prefix: model.instruction_cache(Mode::Infer).map_err(llm_err)? })
+        Ok(E4SRecScorer { model, cases, prefix: model.instruction_cache(Mode::Infer)? })
     }
 }
 

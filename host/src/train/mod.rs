@@ -265,6 +265,9 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The LLM (E4SRec) failed.
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
     /// A config value is invalid.
     #[error("invalid training config: {0}")]
     Config(String),

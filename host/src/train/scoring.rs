@@ -52,6 +52,18 @@ pub fn eval_users(cases: &[EvalCase]) -> Vec<EvalUser> {
     cases.iter().map(|c| EvalUser { seen: c.history.clone(), targets: c.targets.clone() }).collect()
 }
 
+/// A seeded subset of `n` cases (all when `n` is 0 or covers them), in their original order.
+pub fn subset(cases: &[EvalCase], n: usize, seed: u64) -> Vec<EvalCase> {
+    if n == 0 || n >= cases.len() {
+        return cases.to_vec();
+    }
+    let mut idx: Vec<usize> = (0..cases.len()).collect();
+    rand::seq::SliceRandom::shuffle(idx.as_mut_slice(), &mut StdRng::seed_from_u64(seed ^ 0x5EED));
+    let mut keep: Vec<usize> = idx.into_iter().take(n).collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| cases[i].clone()).collect()
+}
+
 /// Evaluates `model` on `cases` into `sink`: full ranking, or sampled when
 /// `params.sampled_negatives > 0`.
 pub fn evaluate(model: &dyn SeqEncoder, cases: &[EvalCase], params: &EvalParams, sink: &mut dyn RankingSink, device: &Device) -> Result<(), TrainError> {

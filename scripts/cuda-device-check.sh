@@ -10,6 +10,7 @@
 # Trains SASRec on each with --device cuda:0 and --device cpu (RAYON_NUM_THREADS=16) and writes
 # logs (per-epoch seconds with -v) and summary.toml files to $OUT. Each step has its own timeout.
 set -u
+S=$(cd "$(dirname "$0")" && pwd)
 G=$PWD/.gpu; O=${OUT:-/tmp/out}; mkdir -p "$O"; cd "$G"
 exec > >(tee -a "$O/00-main.log") 2>&1
 t0=$(date +%s.%N)
@@ -23,14 +24,7 @@ PY
 chmod +x encore
 nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "nproc $(nproc)"; uptime
-# The CUDA libraries the binary needs, from whatever this machine has (PyTorch's CUDA 13 wheels or a toolkit).
-libdirs=""
-for l in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
-  p=$(find /opt /usr/local /usr/lib -name "$l" 2>/dev/null | grep -v stubs | head -1)
-  echo "$l -> ${p:-MISSING}"
-  [ -n "$p" ] && libdirs="$libdirs:$(dirname "$p")"
-done
-export LD_LIBRARY_PATH="$(echo "${libdirs#:}" | tr ':' '\n' | awk '!s[$0]++' | paste -sd:)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$S/cuda-libs.sh"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 ldd ./encore | grep -E 'libcuda|cublas|curand|nvrtc|cudart|not found'
 ./encore --version || true

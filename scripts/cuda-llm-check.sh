@@ -9,6 +9,7 @@
 # `run` joins the parts, checks their SHA-256, runs smoke.toml (a few steps of everything, to fail
 # fast) and then gpu.toml, each with its own timeout, and writes their logs to $OUT.
 set -u
+S=$(cd "$(dirname "$0")" && pwd)
 O=${OUT:-/tmp/out}; mkdir -p "$O"; K=/root/encore-keep; mkdir -p "$K"
 exec > >(tee -a "$O/00-llm.log") 2>&1
 t0=$(date +%s.%N)
@@ -27,13 +28,7 @@ for p in list(r.glob('*.xz')) + list((r / 'plugins').glob('*.xz')):
 PY
 chmod +x "$R/encore"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; echo "nproc $(nproc)"; uptime
-libdirs=""
-for l in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
-  p=$(find /opt /usr/local /usr/lib -name "$l" 2>/dev/null | grep -v stubs | head -1)
-  echo "$l -> ${p:-MISSING}"
-  [ -n "$p" ] && libdirs="$libdirs:$(dirname "$p")"
-done
-export LD_LIBRARY_PATH="$(echo "${libdirs#:}" | tr ':' '\n' | awk '!s[$0]++' | paste -sd:)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$S/cuda-libs.sh"
 export ENCORE_PLUGIN_PATH="$R/plugins" CANDLE_NUM_THREADS=1
 "$R/encore" --version || true
 run() { # name timeout config

@@ -254,8 +254,8 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
     }
     let data = match (&source.prepared, &source.sequences) {
         (Some(dir), None) => {
-            let (n_items, splits) = crate::data::schema::read_splits(dir).with_context(|| format!("reading the prepared data in {}", dir.display()))?;
-            train::SequenceData::from_splits(n_items, &splits)
+            let p = crate::data::schema::read_splits(dir).with_context(|| format!("reading the prepared data in {}", dir.display()))?;
+            train::SequenceData { digest: p.digest, ..train::SequenceData::from_splits(p.n_items, &p.splits) }
         }
         (None, Some(_)) => train::read_sequences_txt(&source)?,
         _ => bail!("{}: [data] takes exactly one of `prepared` (a directory from `encore data prepare`) or `sequences`", args.config.display()),
@@ -297,6 +297,9 @@ fn train_encoder(sandbox: &SandboxArgs, args: TrainArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // One run per output directory: a second one fails before it writes anything, instead of
+    // mixing checkpoints. Taken after every check, so a bad config leaves nothing behind.
+    let _lock = crate::artifact::DirLock::exclusive(&args.out, "encore train")?;
     let opts = TrainOptions { out_dir: Some(args.out.clone()), resume: args.resume, progress: !args.quiet, fusion };
     let trained = train::train(&cfg, &data, &device, &opts)?;
     if trained.resumed_from > 0 {

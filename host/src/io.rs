@@ -1,4 +1,4 @@
-//! File output that never leaves a partial file under its final name.
+//! File output that never leaves a partial file under its final name, and what the machine has.
 use anyhow::Context;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -46,4 +46,17 @@ pub fn write_atomic_file(path: &Path, write: impl FnOnce(File) -> anyhow::Result
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// The machine's physical memory in bytes, when the OS says: what configs are bounded against.
+pub fn physical_memory() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system constants.
+        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && page > 0 {
+            return (pages as u64).checked_mul(page as u64);
+        }
+    }
+    None
 }

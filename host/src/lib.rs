@@ -3,8 +3,9 @@
 //! The pipeline, in module order: `data` (ingest, sessions, splits) → `features` (extractor
 //! plugins) → `models` / `train` (ID encoders, E4SRec) → `eval` (full ranking, metric plugins,
 //! bootstrap) → `report`. `plugins` is the wasmtime sandbox the extractor, fusion and metric
-//! plugins run in.
+//! plugins run in. `artifact` binds outputs together (manifests, locks).
 pub mod annotate;
+pub mod artifact;
 pub mod cli;
 pub mod data;
 pub mod eval;

@@ -339,6 +339,8 @@ pub fn run(
     device: &candle_core::Device,
     progress: bool,
 ) -> anyhow::Result<Vec<(String, EvalReport)>> {
+    // One run per output directory: a second one fails at once instead of mixing results.
+    let _lock = crate::artifact::DirLock::exclusive(out, "encore run")?;
     // Plugins first: a missing one should fail before any training.
     let plugins = cfg.report.metrics.iter().map(|m| discover::find(runtime, dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
     for (enc, f) in cfg.encoder.iter().filter_map(|e| e.fusion.as_ref().map(|f| (e, f))) {
@@ -353,8 +355,8 @@ pub fn run(
         data_cfg.completion.durations = Some(d.clone());
     }
     let prepared = out.join("data");
-    let (dataset, splits) = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?;
-    let data = SequenceData::from_splits(dataset.items.len(), &splits);
+    let crate::data::command::Prepared { dataset, splits, digest } = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?;
+    let data = SequenceData { digest, ..SequenceData::from_splits(dataset.items.len(), &splits) };
     data.validate()?;
     if data.test.is_empty() || data.valid.is_empty() {
         bail!("the split left {} validation and {} test cases: use more data or other split settings", data.valid.len(), data.test.len());

@@ -12,7 +12,7 @@ use std::path::Path;
 fn prepare(protocol: Protocol, out: &Path) -> encore::data::sessions::Dataset {
     let mut cfg = DataConfig::default();
     cfg.split.protocol = protocol;
-    prepare_into(None, &cfg, None, out).unwrap().0
+    prepare_into(None, &cfg, None, out).unwrap().dataset
 }
 
 fn key_values(path: &Path) -> HashMap<String, String> {
@@ -76,7 +76,7 @@ fn recbole_parts_are_encores_cases() {
         let d = prepare(protocol, dir.path());
         let out = dir.path().join("recbole/encore");
         export::recbole(dir.path(), &d, &out, max_history).unwrap();
-        let (n_items, splits) = read_splits(dir.path()).unwrap();
+        let encore::data::schema::PreparedSplits { n_items, splits, .. } = read_splits(dir.path()).unwrap();
         let ours = SequenceData::from_splits(n_items, &splits);
         let [train, valid, test] = ["train", "valid", "test"].map(|s| part(&out.join(format!("encore.{s}.inter"))));
         assert!(!valid.is_empty() && !test.is_empty(), "{case}");
@@ -118,4 +118,30 @@ fn recbole_parts_are_encores_cases() {
             assert_eq!(rebuilt, whole, "{case}: the parts rebuild each user's sequence");
         }
     }
+}
+
+/// A single flipped bit in any file of a prepared directory used to change results silently; now
+/// every reader (`train`'s `read_splits`, `data stats`' `read_dataset`) refuses it, naming the file.
+#[test]
+fn a_flipped_bit_in_any_prepared_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(Protocol::Temporal, dir.path());
+    let digest = read_splits(dir.path()).unwrap().digest;
+    for name in encore::data::schema::PREPARED_FILES {
+        let p = dir.path().join(name);
+        let bytes = std::fs::read(&p).unwrap();
+        let mut flipped = bytes.clone();
+        // A bit in the middle: in the data pages, where the Parquet reader itself does not look.
+        flipped[bytes.len() / 2] ^= 0x10;
+        std::fs::write(&p, &flipped).unwrap();
+        let e = format!("{:#}", read_splits(dir.path()).unwrap_err());
+        assert!(e.contains(name) && e.contains("SHA-256"), "{name}: {e}");
+        let e = format!("{:#}", encore::data::schema::read_dataset(dir.path()).unwrap_err());
+        assert!(e.contains(name), "{name}: {e}");
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(read_splits(dir.path()).unwrap().digest, digest);
+    }
+    // A file from another run (here: valid.parquet replaced by test.parquet) is refused too.
+    std::fs::copy(dir.path().join("test.parquet"), dir.path().join("valid.parquet")).unwrap();
+    assert!(format!("{:#}", read_splits(dir.path()).unwrap_err()).contains("valid.parquet"));
 }

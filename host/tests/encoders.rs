@@ -224,6 +224,25 @@ fn a_corrupt_or_mismatched_checkpoint_is_refused() {
     let err = train::train(&config(sasrec(), 2), &bigger, &Device::Cpu, &opts).err().expect("item count mismatch must be refused");
     assert!(err.to_string().contains("items"), "{err}");
 
+    // Other data with the same item count: refused (it used to resume and report the other
+    // data's best validation score).
+    let mut other_data = pattern_data(60, 8, 5);
+    other_data.n_items = data.n_items;
+    other_data.digest = "b".repeat(64);
+    let err = train::train(&config(sasrec(), 2), &other_data, &Device::Cpu, &opts).err().expect("other data must be refused");
+    assert!(matches!(err, TrainError::Mismatch { .. }) && err.to_string().contains("other data"), "{err}");
+
+    // An edited epoch, best or step count: refused, not believed.
+    let meta = dir.path().join("checkpoints/epoch-0001.toml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    for (from, to) in [("epoch = 1", "epoch = 7"), ("steps = ", "steps = 9"), ("bad_evals = 0", "bad_evals = 1")] {
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&meta, text.replacen(from, to, 1)).unwrap();
+        let err = train::train(&config(sasrec(), 2), &data, &Device::Cpu, &opts).err().expect("an edited checkpoint must be refused");
+        assert!(matches!(err, TrainError::Corrupt { .. }) && err.to_string().contains("seal"), "{from} -> {to}: {err}");
+    }
+    std::fs::write(&meta, &text).unwrap();
+
     // A truncated weights file: named in the error.
     let weights = dir.path().join("checkpoints/epoch-0001.safetensors");
     let bytes = std::fs::read(&weights).unwrap();

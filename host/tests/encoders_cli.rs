@@ -78,6 +78,11 @@ fn a_killed_training_run_resumes_and_matches_an_uninterrupted_one() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(child.try_wait().unwrap().is_none(), "the run finished before it could be killed");
+    // A second run on the same --out while the first one trains: refused at once (it used to
+    // exit 0 too, and one run's results silently vanished).
+    let second = common::encore().args(["train", cfg.to_str().unwrap(), "--quiet", "--out", b.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && err.contains("another encore process") && err.contains("encore train"), "{err}");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!b.join("summary.toml").exists());

@@ -72,6 +72,19 @@ fn vectors_mask_and_manifest_then_the_cache() {
     assert!(stdout(&o).contains("computed 0 (0.0 tracks/s), cached 40 (unchanged)"), "{}", stdout(&o));
     assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), before);
 
+    // A flipped bit in the features file: readers refuse it by name, and a rerun recomputes and
+    // rewrites it instead of calling it "(unchanged)".
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 3] ^= 0x04;
+    std::fs::write(&file, &bad).unwrap();
+    let e = format!("{:#}", store::read_verified(&file).unwrap_err());
+    assert!(e.contains("picky.parquet") && e.contains("SHA-256"), "{e}");
+    let o = run(&["features", "extract", "--data", s(&prep), "--plugin", "hostile-picky", "--tracks", s(&side), "--quiet"]);
+    assert!(stdout(&o).contains("computed 40 ") && !stdout(&o).contains("unchanged"), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), good, "the same features again");
+    store::read_verified(&file).unwrap();
+
     // A changed input (t2 gains tags) recomputes that track only.
     std::fs::write(&side, "track_id\ttags\tother\nt1\trock,pop\tz\nt2\tjazz\tz\n").unwrap();
     let o = run(&["features", "extract", "--data", s(&prep), "--plugin", "hostile-picky", "--tracks", s(&side), "--quiet"]);

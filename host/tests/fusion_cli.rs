@@ -40,7 +40,9 @@ fn write_features(prep: &Path, name: &str, dim: usize, missing_every: usize, lim
         })
         .collect();
     std::fs::create_dir_all(prep.join("features")).unwrap();
-    store::write(&prep.join(format!("features/{name}.parquet")), &rows, dim, "test").unwrap();
+    let file = prep.join(format!("features/{name}.parquet"));
+    store::write(&file, &rows, dim, "test").unwrap();
+    store::write_manifest(&file, toml::Table::new()).unwrap();
 }
 
 fn config(dir: &Path, prep: &Path, fusion: &str) -> PathBuf {

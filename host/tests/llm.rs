@@ -167,7 +167,7 @@ fn planted(n: usize, sessions: usize, len: usize) -> SequenceData {
         |start: usize| EvalCase { history: (0..4).map(|j| ((start + j) % n) as u32).collect(), targets: vec![((start + 4) % n) as u32], completion: vec![] };
     let valid = (0..40).map(|i| case(i * 7 % n)).collect();
     let test = (0..60).map(|i| case(i * 11 % n)).collect();
-    SequenceData { n_items: n, train, train_completion: vec![], valid, test }
+    SequenceData { n_items: n, train, train_completion: vec![], valid, test, digest: String::new() }
 }
 
 #[test]

@@ -132,9 +132,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Ingest { file, out, on_bad_row } => {
             let start = Instant::now();
+            let _lock = crate::artifact::DirLock::exclusive(&out, "encore data ingest")?;
             let log = read_log(&file, on_bad_row)?;
             eprint!("{}", log.report.summary(&file));
-            schema::write_ingest(&out, &log).with_context(|| format!("writing the ingest of {} into {}", file.display(), out.display()))?;
+            if log.report.events == 0 {
+                anyhow::bail!(
+                    "{}: no valid row to ingest; a LastFM-1K log has 6 tab-separated columns (user, ISO-8601 time, artist MBID, artist, track MBID, track)",
+                    file.display()
+                );
+            }
+            schema::write_ingest(&out, &log, &file.display().to_string())
+                .with_context(|| format!("writing the ingest of {} into {}", file.display(), out.display()))?;
             eprintln!(
                 "wrote {} events, {} users, {} tracks to {} in {:.2}s",
                 log.user.len(),
@@ -225,11 +233,28 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A dataset `encore data prepare` wrote, still in memory.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Items, users and sessions.
+    pub dataset: sessions::Dataset,
+    /// The splits.
+    pub splits: split::Splits,
+    /// The digest of its manifest: what checkpoints record as the data they were trained on.
+    pub digest: String,
+}
+
 /// Ingests `file` (the embedded sample when `None`), filters, sessionizes and splits it by `cfg`,
 /// and writes the dataset and its splits into `out`. Returns them for the caller to go on with.
 /// `config_path` is recorded in the files' metadata.
-pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&Path>, out: &Path) -> anyhow::Result<(sessions::Dataset, split::Splits)> {
+///
+/// `out` is held under an exclusive lock: a second run on it fails at once. Its old manifest is
+/// removed before the first file is written and the new one is written last, so a run killed at
+/// any moment leaves the old dataset whole, the new one whole, or a directory every reader
+/// refuses.
+pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&Path>, out: &Path) -> anyhow::Result<Prepared> {
     let start = Instant::now();
+    let _lock = crate::artifact::DirLock::exclusive(out, "encore data prepare")?;
     // The duration table is read on its own thread while the log is parsed.
     let read_durations = || -> anyhow::Result<sessions::Durations> {
         Ok(match (&cfg.completion.durations, file) {
@@ -283,6 +308,7 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     }
     // The dataset's three files and the three splits are written in parallel, each atomically,
     // on threads of their own: much of a write is waiting for the disk (each file is synced).
+    crate::artifact::Manifest::remove(out)?;
     let splits = [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)];
     let written: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let (d, meta) = (&d, &meta);
@@ -293,6 +319,14 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
         dataset.into_iter().chain(splits).map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))).collect()
     });
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let mut manifest = crate::artifact::Manifest::new(schema::PREPARED);
+    manifest.inputs.insert("source".into(), name.clone());
+    manifest.inputs.insert("split".into(), protocol.clone());
+    manifest.inputs.insert("config_sha256".into(), crate::artifact::sha256_hex(format!("{cfg:?}").as_bytes()));
+    for f in schema::PREPARED_FILES {
+        manifest.add(out, f)?;
+    }
+    manifest.write(out)?;
     eprintln!(
         "split {protocol}: {} train, {} valid, {} test rows; wrote {} (ingest {:.2}s, filters+split {:.2}s, total {:.2}s)",
         sp.train.len(),
@@ -303,5 +337,5 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
         (t_build - t_ingest).as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
-    Ok((d, sp))
+    Ok(Prepared { dataset: d, splits: sp, digest: manifest.digest() })
 }

@@ -23,6 +23,12 @@ use std::sync::Arc;
 pub const SCHEMA_VERSION: u32 = 1;
 /// The metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "encore.schema_version";
+/// The manifest kind of a directory from `encore data prepare`.
+pub const PREPARED: &str = "prepared";
+/// The files of a prepared directory, all listed in its manifest.
+pub const PREPARED_FILES: [&str; 6] = ["items.parquet", "users.parquet", "sessions.parquet", "train.parquet", "valid.parquet", "test.parquet"];
+/// The manifest kind of a directory from `encore data ingest`.
+pub const INGEST: &str = "ingest";
 
 fn u32s(v: &[u32]) -> ArrayRef {
     Arc::new(UInt32Array::from(v.to_vec()))
@@ -83,8 +89,10 @@ pub fn write(path: &Path, cols: Vec<(&str, ArrayRef)>, extra: &[(&str, String)])
 }
 
 /// `events.parquet`, `users.parquet` and `tracks.parquet` of `encore data ingest`: every kept
-/// row, in file order, with raw (first-appearance) user and track indices.
-pub fn write_ingest(dir: &Path, log: &Log) -> anyhow::Result<()> {
+/// row, in file order, with raw (first-appearance) user and track indices; then their manifest.
+/// Call it under the directory's [`crate::artifact::DirLock`].
+pub fn write_ingest(dir: &Path, log: &Log, source: &str) -> anyhow::Result<()> {
+    crate::artifact::Manifest::remove(dir)?;
     let mut plays = vec![0u64; log.tracks.len()];
     log.track.iter().for_each(|&t| plays[t as usize] += 1);
     write(
@@ -113,15 +121,49 @@ pub fn write_ingest(dir: &Path, log: &Log) -> anyhow::Result<()> {
             ("line", Arc::new(UInt64Array::from(log.line.clone()))),
         ],
         &[],
-    )
+    )?;
+    let mut m = crate::artifact::Manifest::new(INGEST);
+    m.inputs.insert("source".into(), source.into());
+    for f in ["tracks.parquet", "users.parquet", "events.parquet"] {
+        m.add(dir, f)?;
+    }
+    m.write(dir)?;
+    Ok(())
 }
 
-/// `items.parquet`, `users.parquet` and `sessions.parquet` of a prepared dataset.
+/// `items.parquet`, `users.parquet` and `sessions.parquet` of a dataset, with a manifest that
+/// lists them (a catalog without splits: enough for `features extract`, not for `train`).
 pub fn write_dataset(dir: &Path, d: &Dataset, meta: &[(&str, String)]) -> anyhow::Result<()> {
+    let _lock = crate::artifact::DirLock::exclusive(dir, "encore write_dataset")?;
+    crate::artifact::Manifest::remove(dir)?;
+    let mut m = crate::artifact::Manifest::new(PREPARED);
     for file in DatasetFile::ALL {
         write_dataset_file(dir, d, meta, file)?;
     }
+    for f in &PREPARED_FILES[..3] {
+        m.add(dir, f)?;
+    }
+    m.write(dir)?;
     Ok(())
+}
+
+/// A prepared directory whose manifest and files were verified, held under a shared lock (no
+/// writer can start on it) until dropped.
+#[derive(Debug)]
+pub struct Verified {
+    /// Its manifest.
+    pub manifest: crate::artifact::Manifest,
+    /// The manifest's digest: the identity of this exact dataset.
+    pub digest: String,
+    _lock: Option<crate::artifact::DirLock>,
+}
+
+/// Locks `dir` for reading and verifies its manifest and every file it lists: a directory left by
+/// an interrupted `prepare`, a file from another run, or a flipped bit is refused, naming the file.
+pub fn verify_prepared(dir: &Path) -> anyhow::Result<Verified> {
+    let lock = crate::artifact::DirLock::shared(dir)?;
+    let manifest = crate::artifact::Manifest::verify(dir, PREPARED)?;
+    Ok(Verified { digest: manifest.digest(), manifest, _lock: lock })
 }
 
 /// One file of a prepared dataset (see [`write_dataset`]).
@@ -236,8 +278,9 @@ pub(crate) fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> anyhow:
     b.column_by_name(name).with_context(|| format!("{}: no column `{name}`", path.display()))
 }
 
-/// Reads `items.parquet`, `users.parquet` and `sessions.parquet` back from `dir`.
+/// Reads `items.parquet`, `users.parquet` and `sessions.parquet` back from `dir`, verified.
 pub fn read_dataset(dir: &Path) -> anyhow::Result<Dataset> {
+    let _verified = verify_prepared(dir)?;
     let mut d = Dataset::default();
     let p = dir.join("items.parquet");
     let (bs, v) = batches(&p)?;
@@ -316,8 +359,21 @@ pub fn read_split(p: &Path) -> anyhow::Result<SplitRows> {
     Ok(r)
 }
 
-/// Reads the three split files and the catalog size (`items.parquet`'s rows) of a prepared directory.
-pub fn read_splits(dir: &Path) -> anyhow::Result<(usize, super::split::Splits)> {
+/// The splits of a prepared directory, as [`read_splits`] reads them.
+#[derive(Debug)]
+pub struct PreparedSplits {
+    /// The catalog size (`items.parquet`'s rows).
+    pub n_items: usize,
+    /// Train, valid and test.
+    pub splits: super::split::Splits,
+    /// The directory's manifest digest (see [`Verified`]).
+    pub digest: String,
+}
+
+/// Reads the three split files and the catalog size of a prepared directory, verified (see
+/// [`verify_prepared`]). An empty validation or test split is an error.
+pub fn read_splits(dir: &Path) -> anyhow::Result<PreparedSplits> {
+    let verified = verify_prepared(dir)?;
     let p = dir.join("items.parquet");
     let (bs, v) = batches(&p)?;
     check_version(&p, v)?;
@@ -328,7 +384,16 @@ pub fn read_splits(dir: &Path) -> anyhow::Result<(usize, super::split::Splits)> 
         test: read_split(&dir.join("test.parquet"))?,
         cuts: None,
     };
-    Ok((n_items, sp))
+    for (name, rows) in [("train", &sp.train), ("valid", &sp.valid), ("test", &sp.test)] {
+        if rows.is_empty() {
+            bail!(
+                "{}: {name}.parquet has no row: nothing to {}; prepare the data with more users or other [split] settings",
+                dir.display(),
+                if name == "train" { "train on" } else { "evaluate" }
+            );
+        }
+    }
+    Ok(PreparedSplits { n_items, splits: sp, digest: verified.digest })
 }
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ pub fn extract_all(
         progress,
         models_key: runtime.models().cache_key(),
     };
+    let _lock = crate::artifact::DirLock::exclusive(&opts.out_dir, "encore features extract")?;
     if let Some(m) = opts.max_seconds {
         super::audio::check_max_seconds(m).map_err(|e| anyhow::anyhow!("--max-seconds (or max_seconds in [features]) {e}"))?;
     }
@@ -163,7 +164,7 @@ fn run_purity(a: PurityArgs) -> anyhow::Result<()> {
     let labels = items::read_labels(&a.labels, &a.label_column)?;
     println!("{:<24} {:>6} {:>3} {:>7} {:>8} {:>12} {:>9} {:>12}", "features", "n", "k", "classes", "raw", "standardized", "1/classes", "random(prior)");
     for f in &a.files {
-        let file = store::read(f)?;
+        let file = store::read_verified(f)?;
         let mut names = std::collections::BTreeMap::new();
         let (mut v, mut l) = (Vec::new(), Vec::new());
         for r in file.rows {

@@ -248,7 +248,7 @@ pub fn extract(
     let mut cached: HashMap<String, Row> = HashMap::new();
     let mut previous: Option<Vec<Row>> = None;
     if final_path.is_file() {
-        match store::read(&final_path) {
+        match store::read_verified(&final_path) {
             Ok(f) if f.run_key.as_deref() == Some(key.as_str()) && f.dim == spec.dim => {
                 for r in &f.rows {
                     cached.insert(r.track_id.clone(), r.clone());
@@ -404,7 +404,7 @@ pub fn extract(
     }
     if !unchanged {
         store::write(&final_path, &rows, spec.dim, &key)?;
-        write_manifest(&opts.out_dir.join(format!("{name}.manifest.toml")), plugin, &wasm_sha, params, &spec, &key, opts, &summary)?;
+        write_manifest(plugin, &wasm_sha, params, &spec, &key, opts, &summary)?;
         summary.wrote = true;
     }
     if parts.is_dir() {
@@ -474,7 +474,6 @@ fn run_batch(
 
 #[allow(clippy::too_many_arguments)]
 fn write_manifest(
-    path: &Path,
     plugin: &Plugin,
     wasm_sha: &str,
     params: &[(String, ParamValue)],
@@ -515,6 +514,5 @@ fn write_manifest(
     }
     t.insert("counts".into(), c.into());
     t.insert("encore_version".into(), env!("CARGO_PKG_VERSION").into());
-    let text = toml::to_string(&t)?;
-    crate::io::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+    store::write_manifest(&s.file, t)
 }

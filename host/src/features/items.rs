@@ -15,6 +15,8 @@ use std::path::Path;
 /// Reads `items.parquet` of a prepared dataset: one [`Track`] per item, by dense index, with no
 /// tags, lyrics or annotation yet.
 pub fn read_items(prepared: &Path) -> anyhow::Result<Vec<Track>> {
+    let _lock = crate::artifact::DirLock::shared(prepared)?;
+    crate::artifact::Manifest::read(prepared, schema::PREPARED)?.verify_file(prepared, "items.parquet")?;
     let p = prepared.join("items.parquet");
     let (bs, v) = schema::batches(&p)?;
     schema::check_version(&p, v)?;

@@ -123,7 +123,44 @@ pub struct FeatureFile {
     pub run_key: Option<String>,
 }
 
-/// Reads a features file (or a part file) written by [`write`].
+/// The manifest `encore features extract` writes next to `<name>.parquet`: `<name>.manifest.toml`.
+pub fn manifest_path(path: &Path) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}.manifest.toml"))
+}
+
+/// Writes the manifest of the features file `path` ([`manifest_path`]): `fields` plus the file's
+/// `sha256` and `bytes`, atomically. Call it after the file is written; readers check the file
+/// against it ([`verify`]).
+pub fn write_manifest(path: &Path, mut fields: toml::Table) -> anyhow::Result<()> {
+    let (sha, bytes) = crate::artifact::sha256_file(path).with_context(|| format!("hashing {}", path.display()))?;
+    fields.insert("sha256".into(), sha.into());
+    fields.insert("bytes".into(), (bytes as i64).into());
+    let text = toml::to_string(&fields)?;
+    crate::io::write_atomic(&manifest_path(path), |w| std::io::Write::write_all(w, text.as_bytes()))
+}
+
+/// Checks `path` against the SHA-256 its manifest records ([`manifest_path`]).
+pub fn verify(path: &Path) -> anyhow::Result<()> {
+    let m = manifest_path(path);
+    let rerun = "rerun `encore features extract` to write it again";
+    let text = std::fs::read_to_string(&m).with_context(|| format!("{}: cannot read its manifest {} ({rerun})", path.display(), m.display()))?;
+    let t: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not a features manifest ({rerun})", m.display()))?;
+    let want = t.get("sha256").and_then(toml::Value::as_str).with_context(|| format!("{}: no `sha256` ({rerun})", m.display()))?;
+    let (sha, _) = crate::artifact::sha256_file(path).with_context(|| format!("reading {}", path.display()))?;
+    if sha != want {
+        bail!("{}: its SHA-256 is {sha}, but {} records {want}: the file was damaged or changed after it was written; {rerun}", path.display(), m.display());
+    }
+    Ok(())
+}
+
+/// [`read`], after [`verify`]: how every reader of `encore features extract`'s output reads it.
+pub fn read_verified(path: &Path) -> anyhow::Result<FeatureFile> {
+    verify(path)?;
+    read(path)
+}
+
+/// Reads a features file (or a part file) written by [`write`], unverified.
 pub fn read(path: &Path) -> anyhow::Result<FeatureFile> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;

@@ -255,7 +255,7 @@ impl Runtime {
 /// crossed; callers name the setting (`--memory-mib`, `[sandbox] memory_mib`).
 pub fn memory_cap_bytes(memory_mib: u64) -> Result<u64, String> {
     let bytes = memory_mib.checked_mul(1 << 20).ok_or_else(|| format!("{memory_mib} MiB does not fit in 64 bits of bytes"))?;
-    if let Some(total) = physical_memory() {
+    if let Some(total) = crate::io::physical_memory() {
         if bytes > total {
             return Err(format!("{memory_mib} MiB is more than this machine's {} MiB of memory", total >> 20));
         }
@@ -264,19 +264,6 @@ pub fn memory_cap_bytes(memory_mib: u64) -> Result<u64, String> {
         return Err("must be positive".into());
     }
     Ok(bytes)
-}
-
-/// Physical memory in bytes, when the OS says.
-fn physical_memory() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        // SAFETY: sysconf only reads system constants.
-        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-        if pages > 0 && page > 0 {
-            return (pages as u64).checked_mul(page as u64);
-        }
-    }
-    None
 }
 
 /// The on-disk compilation cache. Its entries are native code that wasmtime maps executable
@@ -771,7 +758,7 @@ mod tests {
         assert_eq!(memory_cap_bytes(256), Ok(256 << 20));
         // 2^44 MiB is 2^64 bytes: it wrapped to a cap of 0.
         assert!(memory_cap_bytes(17_592_186_044_416).unwrap_err().contains("does not fit in 64 bits"));
-        if physical_memory().is_some() {
+        if crate::io::physical_memory().is_some() {
             assert!(memory_cap_bytes(1 << 40).unwrap_err().contains("more than this machine's"));
         }
         assert!(memory_cap_bytes(0).is_err());

@@ -5,6 +5,11 @@
 //! checkpoint is complete exactly when its TOML exists, so a run killed mid-write leaves the
 //! previous checkpoint as the last complete one. Loading re-hashes the weights, so a truncated or
 //! altered file is named in the error instead of being loaded.
+//!
+//! The TOML is sealed: its `seal` is the SHA-256 of its own text with an empty seal, so an edited
+//! `epoch`, `best` or `steps` is refused rather than believed. It also records the digest of the
+//! data it was trained on ([`crate::train::SequenceData::digest`]), and `--resume` refuses other
+//! data.
 use super::{TrainConfig, TrainError};
 use crate::models::Params;
 use candle_core::{Device, Tensor};
@@ -14,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The checkpoint format this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The TOML half of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,8 +45,37 @@ pub struct Meta {
     pub weights: String,
     /// SHA-256 of the weights file, hex.
     pub sha256: String,
+    /// The data it was trained on ([`crate::train::SequenceData::digest`]).
+    pub data: String,
+    /// SHA-256 of this TOML's text with `seal = ""`.
+    pub seal: String,
     /// The config that trained it.
     pub config: TrainConfig,
+}
+
+/// `m` as TOML text with its seal (reached by `seal`) set to the SHA-256 of the text with an
+/// empty seal.
+pub fn sealed_text<T: Serialize>(m: &mut T, seal: impl Fn(&mut T) -> &mut String) -> Result<String, TrainError> {
+    let ser = |m: &T| toml::to_string(m).map_err(|e| TrainError::Config(format!("serialising checkpoint metadata: {e}")));
+    seal(m).clear();
+    let body = ser(m)?;
+    *seal(m) = crate::artifact::sha256_hex(body.as_bytes());
+    ser(m)
+}
+
+/// Parses and checks a TOML text written by [`sealed_text`]; `path` names it in errors.
+pub fn parse_sealed<T: Serialize + serde::de::DeserializeOwned>(text: &str, path: &Path, seal: impl Fn(&mut T) -> &mut String) -> Result<T, TrainError> {
+    let corrupt = |reason: String| TrainError::Corrupt { path: path.to_path_buf(), reason };
+    let mut m: T = toml::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let recorded = std::mem::take(seal(&mut m));
+    let body = toml::to_string(&m).map_err(|e| corrupt(e.to_string()))?;
+    if recorded.is_empty() || crate::artifact::sha256_hex(body.as_bytes()) != recorded {
+        return Err(corrupt(
+            "its seal does not match its content: it was edited or damaged after training wrote it; use an unedited checkpoint, or train anew".into(),
+        ));
+    }
+    *seal(&mut m) = recorded;
+    Ok(m)
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> TrainError {
@@ -76,7 +110,7 @@ pub fn write(dir: &Path, stem: &str, tensors: &[(String, Tensor)], mut meta: Met
     let weights = dir.join(format!("{stem}.safetensors"));
     meta.sha256 = save_tensors(&weights, tensors)?;
     meta.weights = format!("{stem}.safetensors");
-    let text = toml::to_string(&meta).map_err(|e| TrainError::Config(format!("serialising checkpoint metadata: {e}")))?;
+    let text = sealed_text(&mut meta, |m: &mut Meta| &mut m.seal)?;
     let meta_path = dir.join(format!("{stem}.toml"));
     crate::io::write_atomic(&meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
         .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), cause: std::io::Error::other(format!("{e:#}")) })?;
@@ -118,10 +152,12 @@ pub fn prune(dir: &Path, keep: usize) {
 pub fn read(meta_path: &Path, device: &Device) -> Result<(Meta, HashMap<String, Tensor>), TrainError> {
     let corrupt = |path: &Path, reason: String| TrainError::Corrupt { path: path.to_path_buf(), reason };
     let text = std::fs::read_to_string(meta_path).map_err(|e| corrupt(meta_path, format!("cannot read it: {e}")))?;
-    let meta: Meta = toml::from_str(&text).map_err(|e| corrupt(meta_path, e.to_string()))?;
-    if meta.format != FORMAT {
-        return Err(corrupt(meta_path, format!("format {} is not the format {FORMAT} this build reads", meta.format)));
+    // The format first, so an old checkpoint gets that reason rather than a parse error.
+    let format = toml::from_str::<toml::Table>(&text).ok().and_then(|t| t.get("format").and_then(toml::Value::as_integer));
+    if format != Some(i64::from(FORMAT)) {
+        return Err(corrupt(meta_path, format!("format {} is not the format {FORMAT} this build reads", format.map_or("unknown".into(), |f| f.to_string()))));
     }
+    let meta: Meta = parse_sealed(&text, meta_path, |m: &mut Meta| &mut m.seal)?;
     let weights = meta_path.with_file_name(&meta.weights);
     let sha = sha256_file(&weights)?;
     if sha != meta.sha256 {
@@ -131,11 +167,18 @@ pub fn read(meta_path: &Path, device: &Device) -> Result<(Meta, HashMap<String, 
     Ok((meta, tensors))
 }
 
-/// Refuses a checkpoint trained with another config (other than `epochs`) or item count.
-pub fn check_matches(meta: &Meta, path: &Path, cfg: &TrainConfig, n_items: usize) -> Result<(), TrainError> {
+/// Refuses a checkpoint trained with another config (other than `epochs`), item count or data.
+pub fn check_matches(meta: &Meta, path: &Path, cfg: &TrainConfig, n_items: usize, data: &str) -> Result<(), TrainError> {
     let mismatch = |reason: String| TrainError::Mismatch { path: path.to_path_buf(), reason };
     if meta.n_items != n_items {
         return Err(mismatch(format!("it was trained on {} items, the data has {n_items}", meta.n_items)));
+    }
+    if meta.data != data {
+        return Err(mismatch(format!(
+            "it was trained on other data (digest {}), not this data (digest {}); resume only on the data it started with, or train anew",
+            if meta.data.is_empty() { "none" } else { &meta.data },
+            if data.is_empty() { "none" } else { data }
+        )));
     }
     let strip = |c: &TrainConfig| {
         let mut c = c.clone();

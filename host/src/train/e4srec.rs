@@ -157,7 +157,8 @@ fn step_batches(all: &[(u32, u32)], p: &LlmTrainParams, step: usize) -> Vec<Vec<
     out
 }
 
-/// What a checkpoint's TOML holds.
+/// What a checkpoint's TOML holds; sealed as the encoders' checkpoints are
+/// ([`super::checkpoint::parse_sealed`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckpointMeta {
@@ -166,6 +167,11 @@ struct CheckpointMeta {
     losses: Vec<f64>,
     n_items: usize,
     model: String,
+    /// SHA-256 of `checkpoint.safetensors`.
+    sha256: String,
+    /// The data it was trained on ([`SequenceData::digest`]).
+    data: String,
+    seal: String,
     config: E4SRecConfig,
 }
 
@@ -205,7 +211,7 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
     if resume {
         if let Some(meta_path) = ckpt.as_ref().filter(|p| p.is_file()) {
             let text = std::fs::read_to_string(meta_path).map_err(|e| TrainError::Io { context: format!("reading {}", meta_path.display()), cause: e })?;
-            let meta: CheckpointMeta = toml::from_str(&text).map_err(|e| TrainError::Corrupt { path: meta_path.clone(), reason: e.to_string() })?;
+            let meta: CheckpointMeta = super::checkpoint::parse_sealed(&text, meta_path, |m: &mut CheckpointMeta| &mut m.seal)?;
             if meta.config != *cfg || meta.n_items != model.n_items() {
                 return Err(TrainError::Config(format!(
                     "{} was written by another config or catalog ({} items, here {}): remove it or use another --out",
@@ -214,7 +220,20 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
                     model.n_items()
                 )));
             }
+            if meta.data != data.digest {
+                return Err(TrainError::Mismatch {
+                    path: meta_path.clone(),
+                    reason: "it was trained on other data; resume only on the data it started with, or use another --out".into(),
+                });
+            }
             let st = meta_path.with_extension("safetensors");
+            let (sha, _) = crate::artifact::sha256_file(&st).map_err(|e| TrainError::Corrupt { path: st.clone(), reason: format!("cannot read it: {e}") })?;
+            if sha != meta.sha256 {
+                return Err(TrainError::Corrupt {
+                    path: st.clone(),
+                    reason: format!("its SHA-256 is {sha}, but {} records {}", meta_path.display(), meta.sha256),
+                });
+            }
             let tensors = candle_core::safetensors::load(&st, model.device()).map_err(|e| TrainError::Corrupt { path: st.clone(), reason: e.to_string() })?;
             for (name, var) in &named {
                 let v = tensors.get(name).ok_or_else(|| TrainError::Corrupt { path: st.clone(), reason: format!("no tensor {name}") })?;
@@ -298,9 +317,19 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
                 if let Some(bs) = &best_state {
                     tensors.extend(bs.iter().map(|(n, t)| (format!("best.{n}"), t.clone())));
                 }
-                super::checkpoint::save_tensors(&dir.join("checkpoint.safetensors"), &tensors)?;
-                let meta = CheckpointMeta { steps: done, best, losses: losses.clone(), n_items: model.n_items(), model: model_name(cfg), config: cfg.clone() };
-                let text = toml::to_string(&meta).map_err(|e| TrainError::Config(format!("serialising checkpoint metadata: {e}")))?;
+                let sha256 = super::checkpoint::save_tensors(&dir.join("checkpoint.safetensors"), &tensors)?;
+                let mut meta = CheckpointMeta {
+                    steps: done,
+                    best,
+                    losses: losses.clone(),
+                    n_items: model.n_items(),
+                    model: model_name(cfg),
+                    sha256,
+                    data: data.digest.clone(),
+                    seal: String::new(),
+                    config: cfg.clone(),
+                };
+                let text = super::checkpoint::sealed_text(&mut meta, |m: &mut CheckpointMeta| &mut m.seal)?;
                 crate::io::write_atomic(meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
                     .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), cause: std::io::Error::other(format!("{e:#}")) })?;
             }

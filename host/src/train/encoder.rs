@@ -178,6 +178,7 @@ fn make_batch(ws: &[Window], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool
 pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &TrainOptions) -> Result<Trained, TrainError> {
     cfg.check()?;
     data.validate()?;
+    cfg.check_memory(data.n_items)?;
     let t = &cfg.train;
     let metric = ValidMetric::parse(&t.valid_metric)?;
     let n_items = data.n_items;
@@ -225,7 +226,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         let dir = ckpt_dir.as_ref().ok_or_else(|| TrainError::Config("--resume needs an output directory".into()))?;
         if let Some(path) = checkpoint::latest(dir)? {
             let (meta, tensors) = checkpoint::read(&path, device)?;
-            checkpoint::check_matches(&meta, &path, cfg, n_items)?;
+            checkpoint::check_matches(&meta, &path, cfg, n_items, &data.digest)?;
             checkpoint::load_params(&params, &tensors, &path)?;
             opt.load_state(&tensors, meta.steps).map_err(|reason| TrainError::Mismatch { path: path.clone(), reason })?;
             start_epoch = meta.epoch;
@@ -235,7 +236,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             if best.is_some() {
                 let best_path = opts.out_dir.as_ref().expect("checked above").join("best.toml");
                 let (bmeta, btensors) = checkpoint::read(&best_path, device)?;
-                checkpoint::check_matches(&bmeta, &best_path, cfg, n_items)?;
+                checkpoint::check_matches(&bmeta, &best_path, cfg, n_items, &data.digest)?;
                 let mut w: Vec<(String, Tensor)> = btensors.into_iter().collect();
                 w.sort_by(|a, b| a.0.cmp(&b.0));
                 best_weights = Some(w);
@@ -256,6 +257,8 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         valid_history: hist.to_vec(),
         weights: String::new(),
         sha256: String::new(),
+        data: data.digest.clone(),
+        seal: String::new(),
         config: cfg.clone(),
     };
 

@@ -85,7 +85,8 @@ fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<
             path.display()
         );
     }
-    let file = store::read(path).with_context(|| format!("[fusion] modality `{name}`"))?;
+    let _lock = path.parent().map(crate::artifact::DirLock::shared).transpose().with_context(|| format!("[fusion] modality `{name}`"))?;
+    let file = store::read_verified(path).with_context(|| format!("[fusion] modality `{name}`"))?;
     if file.rows.len() != catalog.len() {
         bail!(
             "[fusion] modality `{name}`: {} has {} rows, but the prepared data has {} items; extract the features again for this data",

@@ -34,6 +34,9 @@ pub struct SequenceData {
     pub valid: Vec<EvalCase>,
     /// Test users, same shape.
     pub test: Vec<EvalCase>,
+    /// What the data is, recorded in checkpoints so that `--resume` refuses other data: a prepared
+    /// directory's manifest digest, a sequences file's SHA-256, or empty for data made in code.
+    pub digest: String,
 }
 
 /// One user to evaluate: the input sequence and the held-out targets.
@@ -96,10 +99,11 @@ impl SequenceData {
                 .collect()
         };
         let (train, train_completion) = rows(&s.train).into_iter().filter(|(items, _, _)| items.len() >= 2).map(|(items, ratios, _)| (items, ratios)).unzip();
-        SequenceData { n_items, train, train_completion, valid: cases(&s.valid), test: cases(&s.test) }
+        SequenceData { n_items, train, train_completion, valid: cases(&s.valid), test: cases(&s.test), digest: String::new() }
     }
 
-    /// Checks that every item index lies in the catalog.
+    /// Checks that every item index lies in the catalog, and that there is something to train on
+    /// and to evaluate (an empty split would print 0.0000 for every metric).
     pub fn validate(&self) -> Result<(), TrainError> {
         let n = self.n_items;
         let bad = |s: &[u32]| s.iter().find(|&&i| i as usize >= n).copied();
@@ -111,6 +115,12 @@ impl SequenceData {
         }
         if n == 0 {
             return Err(TrainError::Data("the catalog is empty".into()));
+        }
+        if self.train.iter().all(|s| s.len() < 2) {
+            return Err(TrainError::Data("no training sequence has two items: there is nothing to learn from".into()));
+        }
+        if self.test.is_empty() {
+            return Err(TrainError::Data("no test case (sequences of fewer than 3 items only train): there is nothing to evaluate".into()));
         }
         Ok(())
     }
@@ -252,6 +262,51 @@ impl TrainConfig {
         if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
             return Err(TrainError::Config("eval.ks takes positive cutoffs".into()));
         }
+        // What does not depend on the catalog is bounded before any data is read.
+        self.check_memory(0)
+    }
+
+    /// A rough upper estimate of training's peak memory in bytes, for a catalog of `n_items`:
+    /// weights with their gradients and two AdamW moments, the activations a batch keeps for the
+    /// backward pass, and the batch's logits over the catalog (the fused loss turns them into
+    /// their gradient in place).
+    pub fn memory_estimate(&self, n_items: usize) -> u64 {
+        let (b, n) = (self.train.batch_size as u64, n_items as u64 + 1);
+        let (params, len, per_position) = match &self.encoder {
+            EncoderConfig::SasRec(_) | EncoderConfig::Bert4Rec(_) => {
+                let (h, layers, inner, heads, len) = match &self.encoder {
+                    EncoderConfig::SasRec(c) => (c.hidden_size, c.n_layers, c.inner_size, c.n_heads, c.max_len),
+                    EncoderConfig::Bert4Rec(c) => (c.hidden_size, c.n_layers, c.inner_size, c.n_heads, c.max_len),
+                    EncoderConfig::Gru4Rec(_) => unreachable!("matched above"),
+                };
+                let (h, layers, inner, heads, len) = (h as u64, layers as u64, inner as u64, heads as u64, len as u64);
+                let params = (n + len) * h + layers * (4 * h * h + 2 * h * inner + 10 * h);
+                (params, len, layers * (10 * h + 2 * inner + 3 * heads * len))
+            }
+            EncoderConfig::Gru4Rec(c) => {
+                let (e, h, layers, len) = (c.embedding_size as u64, c.hidden_size as u64, c.num_layers as u64, c.max_len as u64);
+                (n * e + layers * 3 * (e + h + 2) * h, len, e + layers * 8 * h)
+            }
+        };
+        let floats = params.saturating_mul(4).saturating_add(b.saturating_mul(len).saturating_mul(per_position.saturating_add(n)));
+        floats.saturating_mul(4)
+    }
+
+    /// Refuses a config whose [`Self::memory_estimate`] exceeds this machine's physical memory,
+    /// naming the keys that size it.
+    pub fn check_memory(&self, n_items: usize) -> Result<(), TrainError> {
+        let need = self.memory_estimate(n_items);
+        let Some(have) = crate::io::physical_memory() else { return Ok(()) };
+        if need > have {
+            let gib = |x: u64| x as f64 / (1u64 << 30) as f64;
+            return Err(TrainError::Config(format!(
+                "training needs about {:.1} GiB{}, but this machine has {:.1} GiB of memory: lower train.batch_size ({}), the encoder's max_len or its width",
+                gib(need),
+                if n_items > 0 { format!(" for {n_items} items") } else { String::new() },
+                gib(have),
+                self.train.batch_size
+            )));
+        }
         Ok(())
     }
 }
@@ -327,7 +382,27 @@ pub fn read_sequences_txt(src: &DataSource) -> Result<SequenceData, TrainError> 
     if n_items < max {
         return Err(TrainError::Data(format!("{} holds item {} but n_items is {n_items}", path.display(), max - 1)));
     }
-    let data = SequenceData::leave_one_out(n_items, seqs);
+    let mut data = SequenceData::leave_one_out(n_items, seqs);
+    data.digest = crate::artifact::sha256_hex(text.as_bytes());
     data.validate()?;
     Ok(data)
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn a_config_beyond_the_machine_is_refused_before_any_data_is_read() {
+        let ok: TrainConfig = TrainConfig::from_toml("[encoder]\nkind = \"sasrec\"\n").unwrap();
+        assert!(ok.memory_estimate(3000) < 1 << 30, "{}", ok.memory_estimate(3000));
+        ok.check_memory(3000).unwrap();
+        // Each size in its range, but together about 2 PiB of activations.
+        let text = "[encoder]\nkind = \"sasrec\"\nhidden_size = 8192\ninner_size = 8192\nn_heads = 8\nmax_len = 65536\n[train]\nbatch_size = 4096\n";
+        let e = TrainConfig::from_toml(text).unwrap_err().to_string();
+        assert!(e.contains("GiB") && e.contains("batch_size (4096)"), "{e}");
+        // The catalog's share is checked once its size is known.
+        let e = ok.check_memory(1 << 40).unwrap_err().to_string();
+        assert!(e.contains("items"), "{e}");
+    }
 }

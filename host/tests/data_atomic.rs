@@ -111,6 +111,13 @@ fn prepare_killed_at_20_random_moments_leaves_the_old_or_the_new_dataset_whole_o
     eprintln!("20 kills over {full:?}: {killed} killed mid-run; old kept {kept_old}, new whole {got_new}, refused {refused}");
     assert!(killed >= 8, "only {killed} of 20 runs were killed before they finished");
     assert!(refused > 0, "no kill landed while the files were being written");
+    // The next run completes, and removes the temporary files killed runs left behind.
+    std::fs::write(target.join(".items.parquet.tmp-4000000"), b"left by a killed run").unwrap();
+    assert!(prepare(&log, &target, "temporal").wait().unwrap().success());
+    assert_eq!(digest(&target).unwrap(), new_digest);
+    let left: Vec<String> =
+        std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp-")).collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -44,10 +44,19 @@ impl Cache {
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
+        // One process per cache: two appending at once would interleave their lines.
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening the cache {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                anyhow::bail!("the cache {} is in use by another `encore annotate`; wait for it to finish, or pass another --cache", path.display())
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking the cache {}", path.display())),
+        }
         let mut entries = HashMap::new();
         let mut skipped_lines = 0;
         let mut needs_newline = false;
-        if path.exists() {
+        {
             let text = std::fs::read(path).with_context(|| format!("reading the cache {}", path.display()))?;
             needs_newline = !text.is_empty() && !text.ends_with(b"\n");
             for line in text.split(|&b| b == b'\n') {
@@ -63,7 +72,6 @@ impl Cache {
                 }
             }
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening the cache {}", path.display()))?;
         if needs_newline {
             // The last line was cut by a kill: start the next one on its own line.
             file.write_all(b"\n")?;
@@ -92,5 +100,21 @@ impl Cache {
     /// Whether nothing was cached at opening.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_process_on_the_same_cache_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.cache.jsonl");
+        let first = Cache::open(&p).unwrap();
+        let e = Cache::open(&p).err().expect("a second writer must be refused").to_string();
+        assert!(e.contains("in use by another `encore annotate`") && e.contains("a.cache.jsonl"), "{e}");
+        drop(first);
+        Cache::open(&p).unwrap();
     }
 }

@@ -29,7 +29,7 @@ pub const FORMAT: u32 = 1;
 pub enum ArtifactError {
     /// No manifest: the directory was never completed, or a run writing it was interrupted.
     #[error(
-        "{dir}: no {MANIFEST}: it is not a complete {kind} (a run writing it was interrupted, or it was made by another tool); rerun the command that makes it"
+        "{dir}: no {MANIFEST}: it is not a complete {kind} directory (a run writing it was interrupted, or it was made by another tool); rerun the command that makes it"
     )]
     Incomplete {
         /// The directory.
@@ -38,7 +38,7 @@ pub enum ArtifactError {
         kind: String,
     },
     /// A file is missing, or its content is not what the manifest records.
-    #[error("{file}: {reason}; the {kind} in {dir} is damaged or was changed after it was written: rerun the command that makes it")]
+    #[error("{file}: {reason}; the {kind} directory {dir} is damaged or was changed after it was written: rerun the command that makes it")]
     Altered {
         /// The file.
         file: PathBuf,

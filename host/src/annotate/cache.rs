@@ -55,21 +55,18 @@ impl Cache {
         }
         let mut entries = HashMap::new();
         let mut skipped_lines = 0;
-        let mut needs_newline = false;
-        {
-            let text = std::fs::read(path).with_context(|| format!("reading the cache {}", path.display()))?;
-            needs_newline = !text.is_empty() && !text.ends_with(b"\n");
-            for line in text.split(|&b| b == b'\n') {
-                let line = String::from_utf8_lossy(line);
-                if line.trim().is_empty() {
-                    continue;
+        let text = std::fs::read(path).with_context(|| format!("reading the cache {}", path.display()))?;
+        let needs_newline = !text.is_empty() && !text.ends_with(b"\n");
+        for line in text.split(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(e) => {
+                    entries.insert((e.track_id.clone(), e.model.clone(), e.prompt_version.clone()), e);
                 }
-                match serde_json::from_str::<Entry>(&line) {
-                    Ok(e) => {
-                        entries.insert((e.track_id.clone(), e.model.clone(), e.prompt_version.clone()), e);
-                    }
-                    Err(_) => skipped_lines += 1,
-                }
+                Err(_) => skipped_lines += 1,
             }
         }
         if needs_newline {

@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         let opt = AdamW::new(p.named_vars(), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
         Ok((model, hw, opt))
     };
-    let spec = FusionSpec { plan, inputs: mods.clone(), id_present: None };
+    let spec = FusionSpec { plan, inputs: mods.clone(), id_present: None, digest: String::new() };
     let mut sides = [side(Some(&spec), false)?, side(None, true)?, side(None, false)?];
     let names = ["plan", "hand", "id-only"];
     let batch: Vec<u32> = (0..BATCH * (LEN + 1)).map(|_| rng.random_range(0..n as u32)).collect();

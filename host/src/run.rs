@@ -355,7 +355,17 @@ pub fn run(
         data_cfg.completion.durations = Some(d.clone());
     }
     let prepared = out.join("data");
-    let crate::data::command::Prepared { dataset, splits, digest } = prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?;
+    // The data stage is reused when its manifest records the same inputs, and verifies.
+    let reusable = crate::artifact::Manifest::verify(&prepared, crate::data::schema::PREPARED)
+        .ok()
+        .filter(|m| m.encore == env!("CARGO_PKG_VERSION") && m.inputs == crate::data::command::inputs(cfg.data.log.as_deref(), &data_cfg));
+    let crate::data::command::Prepared { dataset, splits, digest } = match reusable {
+        Some(_) => {
+            eprintln!("data: reusing {} (same log and data config; verified)", prepared.display());
+            crate::data::command::load_prepared(&prepared)?
+        }
+        None => prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?,
+    };
     let data = SequenceData { digest, ..SequenceData::from_splits(dataset.items.len(), &splits) };
     data.validate()?;
     if data.test.is_empty() || data.valid.is_empty() {
@@ -423,8 +433,21 @@ pub fn run(
         let tc = enc.train_config(cfg);
         let dir = out.join(dir_name(&name));
         eprintln!("training {name} into {}", dir.display());
-        let trained = train::train(&tc, &data, device, &TrainOptions { out_dir: Some(dir.clone()), resume: false, progress, fusion })
-            .with_context(|| format!("training {name} (config {})", config_path.display()))?;
+        // A finished stage is reused and a killed one continues, from the checkpoints of the same
+        // config and data; those of another config or data are set aside and training starts anew.
+        let opts = TrainOptions { out_dir: Some(dir.clone()), resume: true, progress, fusion };
+        let trained = match train::train(&tc, &data, device, &opts) {
+            Err(train::TrainError::Mismatch { path, reason }) => {
+                eprintln!("{name}: {} is another run's ({reason}); training anew", path.display());
+                clear_stage(&dir)?;
+                train::train(&tc, &data, device, &opts)
+            }
+            r => r,
+        }
+        .with_context(|| format!("training {name} (config {})", config_path.display()))?;
+        if trained.resumed_from > 0 {
+            eprintln!("{name}: continued after epoch {} of {}, from {}", trained.resumed_from, tc.train.epochs, dir.display());
+        }
         if let Some((v, e)) = trained.best {
             eprintln!("{name}: best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
         }
@@ -457,7 +480,13 @@ pub fn run(
         let loaded =
             crate::llm::load(&ecfg.model, device, Some(&ecfg.lora), &mut vars).with_context(|| format!("[[llm]] `{name}` in {}", config_path.display()))?;
         let model = crate::llm::e4srec::E4SRec::new(loaded.model, &loaded.tokenizer, items, &ecfg.prompt, &mut vars)?;
-        let opts = train::e4srec::E4SRecOptions { out_dir: Some(dir.clone()), resume: false, progress, stop_after: None };
+        // Resumed (or reused) from a checkpoint of the same config, data and encoder table, as the
+        // encoders are; another run's checkpoint is set aside first.
+        let opts = train::e4srec::E4SRecOptions { out_dir: Some(dir.clone()), resume: true, progress, stop_after: None };
+        if let Err(reason) = train::e4srec::check_resumable(&ecfg, &model, &data, &dir) {
+            eprintln!("{name}: {reason}; training anew");
+            clear_stage(&dir)?;
+        }
         let trained = train::e4srec::train(&ecfg, model, vars, &data, &opts).with_context(|| format!("training {name} (config {})", config_path.display()))?;
         if let Some((v, s)) = trained.best {
             eprintln!("{name}: best validation {} {v:.4} at step {s} of {} ({:.0} s)", ecfg.train.valid_metric, ecfg.train.steps, trained.seconds);
@@ -506,6 +535,20 @@ pub fn run(
     eprint!("{}", crate::eval::compare::table(&shown));
     eprintln!("wrote {}", out.join("comparisons.parquet").display());
     Ok(reports)
+}
+
+/// Moves a stage directory's checkpoints aside (`DIR/.stale-N/`) before it is trained anew: they
+/// belong to another config or data, and are kept rather than deleted.
+fn clear_stage(dir: &Path) -> anyhow::Result<()> {
+    let stale = (0..).map(|i| dir.join(format!(".stale-{i}"))).find(|p| !p.exists()).context("a free .stale-N name")?;
+    for name in ["checkpoints", "best.toml", "best.safetensors", "checkpoint.toml", "checkpoint.safetensors"] {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::create_dir_all(&stale).with_context(|| format!("creating {}", stale.display()))?;
+            std::fs::rename(&p, stale.join(name)).with_context(|| format!("moving {} into {}", p.display(), stale.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Each `[[zero_shot]]` next to every other model, on its seeded subset of the test cases and its

@@ -164,6 +164,24 @@ sampled_negatives = 99
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // A rerun reuses every finished stage: the same table, nothing trained again.
+    let o2 = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let (stdout2, stderr2) = (String::from_utf8_lossy(&o2.stdout), String::from_utf8_lossy(&o2.stderr));
+    assert!(o2.status.success(), "{stderr2}");
+    assert_eq!(stdout2, stdout, "a rerun gives the same table");
+    assert!(stderr2.contains("data: reusing") && stderr2.contains("GRU4Rec: continued after epoch 1 of 1"), "{stderr2}");
+    assert!(stderr2.contains("resuming E4SRec from step 6") && !stderr2.contains("training anew"), "{stderr2}");
+    // One more epoch: the encoder continues from its checkpoint, and E4SRec, whose item table
+    // changed with it, sets the old checkpoint aside and trains anew.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("epochs = 1", "epochs = 2");
+    std::fs::write(&cfg, text).unwrap();
+    let o3 = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let stderr3 = String::from_utf8_lossy(&o3.stderr);
+    assert!(o3.status.success(), "{stderr3}");
+    assert!(stderr3.contains("GRU4Rec: continued after epoch 1 of 2"), "{stderr3}");
+    assert!(stderr3.contains("E4SRec/GRU4Rec: ") && stderr3.contains("training anew") && !stderr3.contains("resuming E4SRec"), "{stderr3}");
+    assert!(out.join("e4srec-gru4rec/.stale-0/checkpoint.toml").is_file(), "the old checkpoint is kept aside");
+
     // An [[llm]] naming no [[encoder]] is refused before anything runs.
     let text = std::fs::read_to_string(&cfg).unwrap().replace("encoder = \"GRU4Rec\"", "encoder = \"SASRec\"");
     std::fs::write(&cfg, text).unwrap();

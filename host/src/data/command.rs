@@ -233,6 +233,36 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a prepared directory is made from, as its manifest records it: the log (path, size and
+/// modification time, or the embedded sample), the duration table likewise, and the data config.
+/// `encore run` reuses a directory whose manifest records the same.
+pub fn inputs(file: Option<&Path>, cfg: &DataConfig) -> std::collections::BTreeMap<String, String> {
+    let identity = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "{} ({} bytes, modified {} ns)",
+            p.display(),
+            m.len(),
+            m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+        ),
+        Err(_) => p.display().to_string(),
+    };
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("source".into(), file.map_or_else(|| "data/sample/listens.tsv.gz (embedded)".into(), identity));
+    if let Some(d) = &cfg.completion.durations {
+        m.insert("durations".into(), identity(d));
+    }
+    m.insert("split".into(), format!("{:?}", cfg.split.protocol).to_lowercase());
+    m.insert("config_sha256".into(), crate::artifact::sha256_hex(format!("{cfg:?}").as_bytes()));
+    m
+}
+
+/// Reads back a prepared directory (verified) as [`prepare_into`] returns it.
+pub fn load_prepared(dir: &Path) -> anyhow::Result<Prepared> {
+    let dataset = schema::read_dataset(dir)?;
+    let p = schema::read_splits(dir)?;
+    Ok(Prepared { dataset, splits: p.splits, digest: p.digest })
+}
+
 /// A dataset `encore data prepare` wrote, still in memory.
 #[derive(Debug)]
 pub struct Prepared {
@@ -320,9 +350,7 @@ pub fn prepare_into(file: Option<&Path>, cfg: &DataConfig, config_path: Option<&
     });
     written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let mut manifest = crate::artifact::Manifest::new(schema::PREPARED);
-    manifest.inputs.insert("source".into(), name.clone());
-    manifest.inputs.insert("split".into(), protocol.clone());
-    manifest.inputs.insert("config_sha256".into(), crate::artifact::sha256_hex(format!("{cfg:?}").as_bytes()));
+    manifest.inputs = inputs(file, cfg);
     for f in schema::PREPARED_FILES {
         manifest.add(out, f)?;
     }

@@ -140,8 +140,8 @@ pub fn write_manifest(path: &Path, mut fields: toml::Table) -> anyhow::Result<()
     crate::io::write_atomic(&manifest_path(path), |w| std::io::Write::write_all(w, text.as_bytes()))
 }
 
-/// Checks `path` against the SHA-256 its manifest records ([`manifest_path`]).
-pub fn verify(path: &Path) -> anyhow::Result<()> {
+/// Checks `path` against the SHA-256 its manifest records ([`manifest_path`]); returns it.
+pub fn verify(path: &Path) -> anyhow::Result<String> {
     let m = manifest_path(path);
     let rerun = "rerun `encore features extract` to write it again";
     let text = std::fs::read_to_string(&m).with_context(|| format!("{}: cannot read its manifest {} ({rerun})", path.display(), m.display()))?;
@@ -151,7 +151,7 @@ pub fn verify(path: &Path) -> anyhow::Result<()> {
     if sha != want {
         bail!("{}: its SHA-256 is {sha}, but {} records {want}: the file was damaged or changed after it was written; {rerun}", path.display(), m.display());
     }
-    Ok(())
+    Ok(sha)
 }
 
 /// [`read`], after [`verify`]: how every reader of `encore features extract`'s output reads it.

@@ -112,6 +112,10 @@ impl E4SRec {
     pub fn n_items(&self) -> usize {
         self.items.dims()[0]
     }
+    /// The frozen item table it reads (the encoder's, `n_items × dim`).
+    pub fn item_table(&self) -> &Tensor {
+        &self.items
+    }
     /// The head's rows: each item's scoring vector (`n_items × hidden`).
     pub fn head(&self) -> &Tensor {
         &self.head

@@ -19,6 +19,10 @@ pub struct FusionSpec {
     /// never played in training have no learned ID embedding, only one pushed down as a negative,
     /// so their fusion reads content alone. `None`: every item's ID row is used.
     pub id_present: Option<Tensor>,
+    /// What the plan and its inputs are (the plan, and each features file's SHA-256), folded into
+    /// the data digest checkpoints record: re-extracted features or another plugin build make a
+    /// checkpoint another run's. Empty for a spec made in code.
+    pub digest: String,
 }
 
 /// An encoder's item embeddings: `n_items` catalog rows, then its special rows (padding, mask).

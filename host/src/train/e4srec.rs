@@ -175,6 +175,41 @@ struct CheckpointMeta {
     config: E4SRecConfig,
 }
 
+/// What a checkpoint records as the data it was trained on: the split data and the encoder's
+/// item table the model reads (a retrained encoder makes an old checkpoint another run's).
+fn trained_on(model: &E4SRec, data: &SequenceData) -> Result<String, TrainError> {
+    let table: Vec<f32> = model.item_table().flatten_all()?.to_vec1()?;
+    let bytes: Vec<u8> = table.iter().flat_map(|x| x.to_le_bytes()).collect();
+    Ok(crate::artifact::sha256_hex(format!("{} {}", data.digest, crate::artifact::sha256_hex(&bytes)).as_bytes()))
+}
+
+fn read_meta(meta_path: &Path) -> Result<CheckpointMeta, TrainError> {
+    let text = std::fs::read_to_string(meta_path).map_err(|e| TrainError::Io { context: format!("reading {}", meta_path.display()), cause: e })?;
+    super::checkpoint::parse_sealed(&text, meta_path, |m: &mut CheckpointMeta| &mut m.seal)
+}
+
+fn check_meta(meta: &CheckpointMeta, meta_path: &Path, cfg: &E4SRecConfig, model: &E4SRec, trained_on: &str) -> Result<(), TrainError> {
+    let mismatch = |reason: String| TrainError::Mismatch { path: meta_path.to_path_buf(), reason };
+    if meta.config != *cfg || meta.n_items != model.n_items() {
+        return Err(mismatch(format!("it was written by another config or catalog ({} items, here {})", meta.n_items, model.n_items())));
+    }
+    if meta.data != trained_on {
+        return Err(mismatch("it was trained on other data or another encoder's item table".into()));
+    }
+    Ok(())
+}
+
+/// Whether `dir`'s checkpoint (if any) can be resumed by `cfg` over `model` and `data`: `Err`
+/// says why not (another config, catalog, data or item table, or a damaged file).
+pub fn check_resumable(cfg: &E4SRecConfig, model: &E4SRec, data: &SequenceData, dir: &Path) -> Result<(), String> {
+    let meta_path = dir.join("checkpoint.toml");
+    if !meta_path.is_file() {
+        return Ok(());
+    }
+    let trained_on = trained_on(model, data).map_err(|e| e.to_string())?;
+    read_meta(&meta_path).and_then(|m| check_meta(&m, &meta_path, cfg, model, &trained_on)).map_err(|e| e.to_string())
+}
+
 /// How [`train`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct E4SRecOptions {
@@ -208,24 +243,11 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
     let mut losses = Vec::new();
     let mut start = 0;
     let ckpt = out_dir.map(|d| d.join("checkpoint.toml"));
+    let trained_on = trained_on(&model, data)?;
     if resume {
         if let Some(meta_path) = ckpt.as_ref().filter(|p| p.is_file()) {
-            let text = std::fs::read_to_string(meta_path).map_err(|e| TrainError::Io { context: format!("reading {}", meta_path.display()), cause: e })?;
-            let meta: CheckpointMeta = super::checkpoint::parse_sealed(&text, meta_path, |m: &mut CheckpointMeta| &mut m.seal)?;
-            if meta.config != *cfg || meta.n_items != model.n_items() {
-                return Err(TrainError::Config(format!(
-                    "{} was written by another config or catalog ({} items, here {}): remove it or use another --out",
-                    meta_path.display(),
-                    meta.n_items,
-                    model.n_items()
-                )));
-            }
-            if meta.data != data.digest {
-                return Err(TrainError::Mismatch {
-                    path: meta_path.clone(),
-                    reason: "it was trained on other data; resume only on the data it started with, or use another --out".into(),
-                });
-            }
+            let meta = read_meta(meta_path)?;
+            check_meta(&meta, meta_path, cfg, &model, &trained_on)?;
             let st = meta_path.with_extension("safetensors");
             let (sha, _) = crate::artifact::sha256_file(&st).map_err(|e| TrainError::Corrupt { path: st.clone(), reason: format!("cannot read it: {e}") })?;
             if sha != meta.sha256 {
@@ -325,7 +347,7 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
                     n_items: model.n_items(),
                     model: model_name(cfg),
                     sha256,
-                    data: data.digest.clone(),
+                    data: trained_on.clone(),
                     seal: String::new(),
                     config: cfg.clone(),
                 };

@@ -193,6 +193,12 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     }
     let mut params = Params::new(t.seed, device);
     let model = cfg.encoder.build(n_items, &mut params, fusion.as_ref())?;
+    // What the checkpoints record as the data they were trained on: the split data, and for a
+    // content-aware encoder also its plan and features.
+    let trained_on = match &fusion {
+        Some(f) if !f.digest.is_empty() => crate::artifact::sha256_hex(format!("{} {}", data.digest, f.digest).as_bytes()),
+        _ => data.digest.clone(),
+    };
     let mut opt = AdamW::new(params.named_vars(), ParamsAdamW { lr: t.lr, weight_decay: t.weight_decay, ..ParamsAdamW::default() })?;
     if model.reads_completion() && data.train_completion.len() != data.train.len() {
         return Err(TrainError::Config(
@@ -226,7 +232,10 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         let dir = ckpt_dir.as_ref().ok_or_else(|| TrainError::Config("--resume needs an output directory".into()))?;
         if let Some(path) = checkpoint::latest(dir)? {
             let (meta, tensors) = checkpoint::read(&path, device)?;
-            checkpoint::check_matches(&meta, &path, cfg, n_items, &data.digest)?;
+            checkpoint::check_matches(&meta, &path, cfg, n_items, &trained_on)?;
+            if meta.epoch > t.epochs {
+                return Err(TrainError::Mismatch { path, reason: format!("it has trained {} epochs, more than the {} asked for", meta.epoch, t.epochs) });
+            }
             checkpoint::load_params(&params, &tensors, &path)?;
             opt.load_state(&tensors, meta.steps).map_err(|reason| TrainError::Mismatch { path: path.clone(), reason })?;
             start_epoch = meta.epoch;
@@ -236,7 +245,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             if best.is_some() {
                 let best_path = opts.out_dir.as_ref().expect("checked above").join("best.toml");
                 let (bmeta, btensors) = checkpoint::read(&best_path, device)?;
-                checkpoint::check_matches(&bmeta, &best_path, cfg, n_items, &data.digest)?;
+                checkpoint::check_matches(&bmeta, &best_path, cfg, n_items, &trained_on)?;
                 let mut w: Vec<(String, Tensor)> = btensors.into_iter().collect();
                 w.sort_by(|a, b| a.0.cmp(&b.0));
                 best_weights = Some(w);
@@ -257,7 +266,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         valid_history: hist.to_vec(),
         weights: String::new(),
         sha256: String::new(),
-        data: data.digest.clone(),
+        data: trained_on.clone(),
         seal: String::new(),
         config: cfg.clone(),
     };

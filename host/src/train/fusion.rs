@@ -77,8 +77,9 @@ struct Loaded {
     dim: usize,
 }
 
-/// Reads `features/<name>.parquet` and checks it row by row against the catalog.
-fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<Loaded> {
+/// Reads `features/<name>.parquet`, verified, and checks it row by row against the catalog;
+/// returns it with its SHA-256.
+fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<(Loaded, String)> {
     if !path.is_file() {
         bail!(
             "[fusion] modality `{name}`: {} does not exist; extract it first with `encore features extract --data DIR --plugin {name}` (or set `features` to its directory)",
@@ -86,7 +87,8 @@ fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<
         );
     }
     let _lock = path.parent().map(crate::artifact::DirLock::shared).transpose().with_context(|| format!("[fusion] modality `{name}`"))?;
-    let file = store::read_verified(path).with_context(|| format!("[fusion] modality `{name}`"))?;
+    let sha = store::verify(path).with_context(|| format!("[fusion] modality `{name}`"))?;
+    let file = store::read(path).with_context(|| format!("[fusion] modality `{name}`"))?;
     if file.rows.len() != catalog.len() {
         bail!(
             "[fusion] modality `{name}`: {} has {} rows, but the prepared data has {} items; extract the features again for this data",
@@ -122,7 +124,7 @@ fn load_modality(path: &Path, name: &str, catalog: &[String]) -> anyhow::Result<
     if !present.iter().any(|&p| p) {
         bail!("[fusion] modality `{name}`: every vector in {} is missing; check its `reason` column", path.display());
     }
-    Ok(Loaded { values, present, dim })
+    Ok((Loaded { values, present, dim }, sha))
 }
 
 /// Z-scores every column over the rows present (a constant column becomes 0); missing rows stay 0.
@@ -164,8 +166,13 @@ pub fn prepare(
         }
     }
     let plugin = discover::find(runtime, dirs, &cfg.plugin, PluginKind::Fusion).with_context(|| format!("[fusion] plugin `{}`", cfg.plugin))?;
-    let mut loaded: Vec<Loaded> =
-        cfg.modalities.iter().map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog)).collect::<anyhow::Result<_>>()?;
+    let (mut loaded, shas): (Vec<Loaded>, Vec<String>) = cfg
+        .modalities
+        .iter()
+        .map(|m| load_modality(&features_dir.join(format!("{m}.parquet")), m, catalog))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     if cfg.standardize {
         loaded.iter_mut().for_each(standardize);
     }
@@ -193,7 +200,8 @@ pub fn prepare(
             Ok(ModalityInput { name: name.clone(), values, present })
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(FusionSpec { plan, inputs, id_present: None })
+    let digest = crate::artifact::sha256_hex(format!("{:?} {:?} {:?}", plan, cfg, shas).as_bytes());
+    Ok(FusionSpec { plan, inputs, id_present: None, digest })
 }
 
 /// With `missing = "mask"`, the `id` input of the items never played in `train` counts as
@@ -240,7 +248,7 @@ mod cold_tests {
     #[test]
     fn items_never_played_read_content_only_unless_missing_is_zeros() {
         let plan = Plan { nodes: vec![Op::Input("id".into())], dims: vec![2], output: 0 };
-        let mut spec = FusionSpec { plan, inputs: vec![], id_present: None };
+        let mut spec = FusionSpec { plan, inputs: vec![], id_present: None, digest: String::new() };
         let cfg: FusionConfig = toml::from_str("plugin = \"x\"").unwrap();
         mask_cold_ids(&mut spec, &cfg, 4, &[vec![0, 2], vec![2]], &Device::Cpu).unwrap();
         let m: Vec<f32> = spec.id_present.as_ref().unwrap().flatten_all().unwrap().to_vec1().unwrap();

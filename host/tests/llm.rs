@@ -213,6 +213,33 @@ fn e4srec_learns_a_planted_rule_and_resumes_to_the_same_state() {
     assert!(err.to_string().contains("another config"), "{err}");
 }
 
+/// `negatives = N`: sampled softmax (the reference fork's option) learns the same rule.
+#[test]
+fn sampled_softmax_learns_the_planted_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_models::write_llama(dir.path(), false, 6);
+    let n = 40;
+    let data = planted(n, 200, 8);
+    let lora = LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, ..LoraConfig::default() };
+    let train =
+        LlmTrainParams { steps: 60, batch_size: 16, lr: 5e-3, warmup_steps: 5, eval_every: 30, valid_cases: 0, negatives: 8, ..LlmTrainParams::default() };
+    let cfg = E4SRecConfig { model: dir.path().to_path_buf(), lora: lora.clone(), prompt: PromptConfig::default(), train };
+    let (m, vars) = e4srec(dir.path(), n, &lora, 2);
+    let opts = e4::E4SRecOptions { out_dir: None, resume: false, progress: false, stop_after: None };
+    let trained = e4::train(&cfg, m, vars, &data, &opts).unwrap();
+    let mut sink = encore::train::scoring::NativeSink::new(encore::train::scoring::ValidMetric::parse("recall@10").unwrap(), n as u32);
+    let params = encore::train::EvalParams { mask_history: false, ..Default::default() };
+    e4::evaluate(&trained.model, &data.test, &params, &mut sink).unwrap();
+    let r = sink.value();
+    assert!(r > 0.6, "sampled-softmax E4SRec recall@10 {r:.3} (popularity: 0.25); losses {:?}", trained.losses);
+    // As many negatives as items is refused, naming the key.
+    let mut bad = cfg.clone();
+    bad.train.negatives = n;
+    let (m, vars) = e4srec(dir.path(), n, &lora, 2);
+    let err = e4::train(&bad, m, vars, &data, &opts).err().expect("negatives >= items is refused");
+    assert!(err.to_string().contains("llm.train.negatives = 40"), "{err}");
+}
+
 #[test]
 fn bad_model_folders_are_refused_naming_the_file() {
     let err = |dir: &Path| -> String {

@@ -47,6 +47,10 @@ pub struct LlmTrainParams {
     pub valid_cases: usize,
     /// The validation metric that selects the kept state.
     pub valid_metric: String,
+    /// 0 (the default): full softmax cross-entropy over every item. N > 0: sampled softmax, the
+    /// target against N items drawn uniformly (seeded; never the target), as the reference
+    /// fork's 128 negatives; the head's other rows get no gradient that step.
+    pub negatives: usize,
 }
 
 impl Default for LlmTrainParams {
@@ -62,6 +66,7 @@ impl Default for LlmTrainParams {
             eval_every: 50,
             valid_cases: 256,
             valid_metric: "ndcg@10".into(),
+            negatives: 0,
         }
     }
 }
@@ -101,6 +106,9 @@ impl E4SRecConfig {
             return Err(TrainError::Config(format!("llm.prompt.max_items = {} must be in 1..=4096", self.prompt.max_items)));
         }
         ValidMetric::parse(&t.valid_metric)?;
+        if t.negatives > 1 << 20 {
+            return Err(TrainError::Config(format!("llm.train.negatives = {}: at most 2^20 (0: full softmax)", t.negatives)));
+        }
         Ok(())
     }
 }
@@ -175,6 +183,25 @@ struct CheckpointMeta {
     config: E4SRecConfig,
 }
 
+/// Sampled softmax: each row's user vector scores its target (column 0) and `k` uniform
+/// negatives other than the target, gathered from `head`; cross-entropy with label 0.
+fn sampled_softmax(users: &Tensor, head: &Tensor, labels: &[u32], k: usize, rng: &mut StdRng) -> Result<Tensor, TrainError> {
+    use rand::Rng;
+    let (n, (b, h)) = (head.dims()[0], users.dims2()?);
+    let mut ids = Vec::with_capacity(b * (k + 1));
+    for &l in labels {
+        ids.push(l);
+        for _ in 0..k {
+            // Uniform over the n - 1 items other than the target.
+            let j = rng.random_range(0..n as u32 - 1);
+            ids.push(if j >= l { j + 1 } else { j });
+        }
+    }
+    let rows = head.index_select(&Tensor::from_vec(ids, b * (k + 1), head.device())?, 0)?.reshape((b, k + 1, h))?;
+    let logits = users.unsqueeze(1)?.matmul(&rows.transpose(1, 2)?)?.squeeze(1)?;
+    Ok(super::loss::cross_entropy(&logits, &vec![0; b])?)
+}
+
 /// What a checkpoint records as the data it was trained on: the split data and the encoder's
 /// item table the model reads (a retrained encoder makes an old checkpoint another run's).
 fn trained_on(model: &E4SRec, data: &SequenceData) -> Result<String, TrainError> {
@@ -230,6 +257,9 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
     let (out_dir, resume, progress) = (opts.out_dir.as_deref(), opts.resume, opts.progress);
     let t = &cfg.train;
     let started = Instant::now();
+    if t.negatives >= data.n_items {
+        return Err(TrainError::Config(format!("llm.train.negatives = {} must be below the {} items (0: full softmax)", t.negatives, data.n_items)));
+    }
     let all = examples(&data.train);
     if all.is_empty() {
         return Err(TrainError::Data("no training sequence has two items: E4SRec has nothing to learn from".into()));
@@ -281,6 +311,8 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
         opt.set_lr(lr_at(t, step));
         let ctx = TrainCtx::new(t.seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let mut grads: Option<candle_core::backprop::GradStore> = None;
+        // Negatives of this step, from its own seed: a resumed run draws the same ones.
+        let mut negatives = StdRng::seed_from_u64(t.seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for batch in step_batches(&all, t, step) {
             let prefix = model.instruction_cache(Mode::Train(&ctx))?;
             let hist: Vec<&[u32]> = batch.iter().map(|&(s, p)| &data.train[s as usize][..p as usize]).collect();
@@ -289,7 +321,10 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
             let ratios: Vec<&[Option<f32>]> =
                 batch.iter().map(|&(s, p)| data.train_completion.get(s as usize).map_or(empty, |c| &c[..(p as usize).min(c.len())])).collect();
             let users = model.user_vectors(&hist, &ratios, &prefix, Mode::Train(&ctx))?;
-            let loss = super::loss::linear_cross_entropy(&users, model.head(), None, &labels)?;
+            let loss = match t.negatives {
+                0 => super::loss::linear_cross_entropy(&users, model.head(), None, &labels)?,
+                k => sampled_softmax(&users, model.head(), &labels, k, &mut negatives)?,
+            };
             let loss = (loss / t.grad_accum as f64)?;
             interval.0 += loss.to_scalar::<f32>()? as f64;
             let g = loss.backward()?;

@@ -33,10 +33,31 @@ pub struct PromptConfig {
     pub response: String,
     /// The most recent items of a history that the prompt holds.
     pub max_items: usize,
-    /// `none`, or `embed`: each item's input also gets a learned projection of its listening
-    /// completion ratio (a learned vector where the ratio is unknown), as the encoders'
-    /// `completion = "embed"`.
-    pub completion: crate::models::CompletionMode,
+    /// How the listening completion ratios are read: `none`; `embed`, each item's input also
+    /// gets a learned projection of its ratio (a learned vector where it is unknown), as the
+    /// encoders' `completion = "embed"`; or `prompt`, the text " [completion: 0.73]" (or
+    /// " [completion: unknown]") follows each item in the prompt.
+    pub completion: PromptCompletion,
+}
+
+/// [`PromptConfig::completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptCompletion {
+    /// Ratios are not read.
+    #[default]
+    None,
+    /// A learned projection added to each item's input.
+    Embed,
+    /// The ratio as text after each item.
+    Prompt,
+}
+
+/// The ratio texts of `completion = "prompt"`, embedded once: rows of [`RatioText::table`],
+/// `spans[k]` (offset, length) for the ratio k/100, `spans[101]` for an unknown one.
+struct RatioText {
+    table: Tensor,
+    spans: Vec<(usize, usize)>,
 }
 
 impl Default for PromptConfig {
@@ -51,6 +72,7 @@ pub struct E4SRec {
     items: Tensor,
     proj: Linear,
     completion: Option<crate::models::layers::CompletionEmbed>,
+    ratio_text: Option<RatioText>,
     head: Tensor,
     instruction: Tensor,
     response: Tensor,
@@ -71,16 +93,30 @@ impl E4SRec {
         };
         let (instruction, response) = (ids(&prompt.instruction)?, ids(&prompt.response)?);
         let mut m = Self::from_ids(llm, &instruction, &response, items, prompt.max_items, vars)?;
-        if prompt.completion == crate::models::CompletionMode::Embed {
-            let h = m.llm.config().hidden_size;
-            m.completion = Some(crate::models::layers::CompletionEmbed::new(vars, "completion", h, 0.02)?);
+        match prompt.completion {
+            PromptCompletion::None => {}
+            PromptCompletion::Embed => {
+                let h = m.llm.config().hidden_size;
+                m.completion = Some(crate::models::layers::CompletionEmbed::new(vars, "completion", h, 0.02)?);
+            }
+            PromptCompletion::Prompt => {
+                let texts = (0..=100).map(|k| format!(" [completion: {:.2}]", k as f32 / 100.0)).chain([" [completion: unknown]".to_string()]);
+                let (mut all, mut spans) = (Vec::new(), Vec::new());
+                for t in texts {
+                    let t = ids(&t)?;
+                    spans.push((all.len(), t.len()));
+                    all.extend(t);
+                }
+                let table = m.llm.embed_ids(&Tensor::from_vec(all.clone(), (1, all.len()), m.llm.device())?)?.squeeze(0)?;
+                m.ratio_text = Some(RatioText { table, spans });
+            }
         }
         Ok(m)
     }
 
     /// Whether the model reads completion ratios.
     pub fn reads_completion(&self) -> bool {
-        self.completion.is_some()
+        self.completion.is_some() || self.ratio_text.is_some()
     }
 
     /// [`E4SRec::new`] with the prompt given as token ids.
@@ -105,7 +141,7 @@ impl E4SRec {
         };
         let instruction = embed(instruction)?;
         let response = embed(response)?;
-        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, completion: None, head, instruction, response, max_items })
+        Ok(E4SRec { items: items.to_device(&device)?, llm, proj, completion: None, ratio_text: None, head, instruction, response, max_items })
     }
 
     /// Items in the catalog.
@@ -189,12 +225,52 @@ impl E4SRec {
         };
         // Padding positions carry zeros, not a projected item 0 (masked either way).
         let x = x.broadcast_mul(&valid.unsqueeze(2)?)?;
+        let (x, valid, l) = match &self.ratio_text {
+            Some(rt) => self.with_ratio_text(rt, &x, histories, ratios)?,
+            None => (x, valid, l),
+        };
         let (_, r, _) = self.response.dims3()?;
         let x = Tensor::cat(&[&x, &self.response.broadcast_as((b, r, hdim))?.contiguous()?], 1)?;
         let p = prefix.len();
         let keys = Tensor::cat(&[&Tensor::ones((b, p), DType::F32, &device)?, &valid, &Tensor::ones((b, r), DType::F32, &device)?], 1)?;
         let hidden = self.llm.hidden(&x, &keys, Some(prefix), mode)?;
         Ok(hidden.narrow(1, l + r - 1, 1)?.squeeze(1)?)
+    }
+
+    /// `completion = "prompt"`: each row's items (`x`, left-padded to `l`) each followed by the
+    /// tokens of its ratio, left-padded again to the longest row; the new inputs, mask and length.
+    fn with_ratio_text(&self, rt: &RatioText, x: &Tensor, histories: &[&[u32]], ratios: &[&[Option<f32>]]) -> Result<(Tensor, Tensor, usize)> {
+        let (b, l, hdim) = x.dims3()?;
+        let device = x.device();
+        let text_at = b * l;
+        let zero = text_at + rt.table.dims()[0];
+        let src = Tensor::cat(&[&x.reshape((b * l, hdim))?, &rt.table, &Tensor::zeros((1, hdim), DType::F32, device)?], 0)?;
+        let rows: Vec<Vec<u32>> = histories
+            .iter()
+            .enumerate()
+            .map(|(r, h)| {
+                let start = h.len().saturating_sub(self.max_items);
+                let n = h.len() - start;
+                let mut seq = Vec::new();
+                for (j, pos) in (start..h.len()).enumerate() {
+                    seq.push((r * l + l - n + j) as u32);
+                    let c = ratios.get(r).and_then(|v| v.get(pos)).copied().flatten().filter(|c| c.is_finite());
+                    let (off, len) = rt.spans[c.map_or(101, |c| (c.clamp(0.0, 1.0) * 100.0).round() as usize)];
+                    seq.extend((off..off + len).map(|t| (text_at + t) as u32));
+                }
+                seq
+            })
+            .collect();
+        let big = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let (mut idx, mut valid) = (Vec::with_capacity(b * big), Vec::with_capacity(b * big));
+        for seq in &rows {
+            idx.extend(std::iter::repeat_n(zero as u32, big - seq.len()));
+            valid.extend(std::iter::repeat_n(0f32, big - seq.len()));
+            idx.extend_from_slice(seq);
+            valid.extend(std::iter::repeat_n(1f32, seq.len()));
+        }
+        let x = src.index_select(&Tensor::from_vec(idx, b * big, device)?, 0)?.reshape((b, big, hdim))?;
+        Ok((x, Tensor::from_vec(valid, (b, big), device)?, big))
     }
 
     /// Item scores (`B × n_items`) of user vectors.

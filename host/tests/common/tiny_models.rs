@@ -150,8 +150,9 @@ pub fn noise(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Words of the tiny llama's word-level vocabulary (after `<unk>`), enough for E4SRec's prompt.
-pub const LLAMA_WORDS: [&str; 20] = [
+/// Words of the tiny llama's word-level vocabulary (after `<unk>`), enough for E4SRec's prompt
+/// and a few of its completion texts (" [completion: 0.20]").
+pub const LLAMA_WORDS: [&str; 25] = [
     "Below",
     "is",
     "an",
@@ -172,6 +173,11 @@ pub const LLAMA_WORDS: [&str; 20] = [
     "track",
     "play.",
     "Hi",
+    "[completion:",
+    "0.00]",
+    "0.20]",
+    "0.90]",
+    "unknown]",
 ];
 /// Hidden size of the tiny llama.
 pub const LLAMA_DIM: usize = 32;

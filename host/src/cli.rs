@@ -365,6 +365,7 @@ fn run_pipeline(sandbox: &SandboxArgs, args: RunArgs) -> anyhow::Result<()> {
     println!("test: {n} cases, {what}; ± is half the 95% bootstrap interval over cases");
     print!("{}", crate::run::table(&reports));
     eprintln!("wrote {}", args.out.join("results.parquet").display());
+    println!("report: {}", args.out.join("report.md").display());
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub mod llm;
 pub mod math;
 pub mod models;
 pub mod plugins;
+pub mod report;
 pub mod run;
 pub mod train;
 

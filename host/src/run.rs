@@ -509,9 +509,10 @@ pub fn run(
             kept_llms.push((name, trained.model));
         }
     }
+    let mut zs_reports = Vec::new();
     if !cfg.zero_shot.is_empty() {
         let texts: Vec<String> = dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
-        let zs_reports = zero_shot(cfg, &plugins, &data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
+        zs_reports = zero_shot(cfg, &plugins, &data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
         write_results(&out.join("zero_shot_results.parquet"), &zs_reports)?;
         eprint!("{}", table(&zs_reports));
         eprintln!("wrote {}", out.join("zero_shot_results.parquet").display());
@@ -534,6 +535,21 @@ pub fn run(
     let shown: Vec<_> = rows.iter().filter(|r| r.k == k).cloned().collect();
     eprint!("{}", crate::eval::compare::table(&shown));
     eprintln!("wrote {}", out.join("comparisons.parquet").display());
+    let md = crate::report::markdown(&crate::report::ReportInput {
+        config: &config_path.display().to_string(),
+        data: format!(
+            "{} items; {} training sequences; {} validation and {} test cases (each target position of a valid/test row, given the items before it).",
+            data.n_items,
+            data.train.len(),
+            data.valid.len(),
+            data.test.len()
+        ),
+        results: &reports,
+        sampled_negatives: cfg.report.sampled_negatives,
+        comparisons: &rows,
+        zero_shot: &zs_reports,
+    });
+    crate::io::write_atomic(&out.join("report.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
     Ok(reports)
 }
 

@@ -47,6 +47,12 @@ bootstrap = 100
     {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    // report.md: the same numbers as the printed table, the best of each column in bold.
+    assert!(stdout.contains(&format!("report: {}", out.join("report.md").display())), "{stdout}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Full ranking over all") && md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains("**")), "{md}");
+    let recall10 = row("GRU4Rec").split_whitespace().nth(2).unwrap().split('±').next().unwrap().to_string();
+    assert!(md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains(&recall10)), "{recall10} not in\n{md}");
 }
 
 #[test]
@@ -164,6 +170,12 @@ sampled_negatives = 99
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in ["## Full ranking over all", "## The sampled protocol (1 positive + 99 negatives)", "## Against each model's baseline", "## Zero-shot"] {
+        assert!(md.contains(section), "no {section} in\n{md}");
+    }
+    assert!(md.lines().any(|l| l.starts_with("| E4SRec/GRU4Rec | all | recall@10 |") && l.contains("| GRU4Rec 0.")), "{md}");
+    assert!(md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains('×')), "the inflation of sampling:\n{md}");
     // A rerun reuses every finished stage: the same table, nothing trained again.
     let o2 = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(&out).arg("--quiet").output().unwrap();
     let (stdout2, stderr2) = (String::from_utf8_lossy(&o2.stdout), String::from_utf8_lossy(&o2.stderr));

@@ -137,7 +137,7 @@ pub fn markdown(r: &ReportInput) -> String {
         let first = &r.zero_shot[0].1;
         let _ = writeln!(
             out,
-            "\n## Zero-shot, next to every model\n\nA seeded subset of {} test cases, each target among the same sampled candidates for every model.\n",
+            "\n## Zero-shot, next to every model\n\nA seeded subset of {} test cases. Rows \"(zs N, 1+M)\": each target among the same M sampled candidates for every model. Rows \"(zs N, top T of E)\": full ranking, the LLM ordering encoder E's best T items, next to E's own order.\n",
             first.n_users
         );
         results_table(&mut out, &r.zero_shot.iter().collect::<Vec<_>>());

@@ -69,6 +69,17 @@ pub struct RunZeroShot {
     /// The most recent tracks the prompt names.
     #[serde(default = "zs_items")]
     pub max_items: usize,
+    /// An `[[encoder]]` (by name) whose `top` best items the LLM re-ranks, evaluated by full
+    /// ranking on the same cases, next to that encoder's own order; instead of `negatives`.
+    #[serde(default)]
+    pub rerank: Option<String>,
+    /// How many of the encoder's best items are re-ranked.
+    #[serde(default = "zs_top")]
+    pub top: usize,
+}
+
+fn zs_top() -> usize {
+    20
 }
 
 fn zs_cases() -> usize {
@@ -278,8 +289,21 @@ impl RunConfig {
                 bail!("{}: two entries are both named `{name}`: give the [[zero_shot]] a `name`", path.display());
             }
             names.push(name);
-            if z.negatives == 0 || z.max_items == 0 {
-                bail!("{}: [[zero_shot]] `{}`: negatives and max_items must be at least 1", path.display(), z.name());
+            if z.negatives == 0 || z.max_items == 0 || z.top == 0 {
+                bail!("{}: [[zero_shot]] `{}`: negatives, max_items and top must be at least 1", path.display(), z.name());
+            }
+            if let Some(e) = &z.rerank {
+                if !cfg.encoder.iter().any(|x| &x.name() == e) {
+                    bail!(
+                        "{}: [[zero_shot]] `{}` re-ranks encoder `{e}`, but the [[encoder]] entries are named {}",
+                        path.display(),
+                        z.name(),
+                        names.join(", ")
+                    );
+                }
+                if cfg.eval.ks.iter().any(|&k| k as usize > z.top) {
+                    bail!("{}: [[zero_shot]] `{}`: top = {} must cover every cutoff in [eval] ks ({:?})", path.display(), z.name(), z.top, cfg.eval.ks);
+                }
             }
             resolve_model(&z.model).with_context(|| format!("[[zero_shot]] `{}` in {}", z.name(), path.display()))?;
         }
@@ -585,6 +609,25 @@ fn zero_shot(
     let mut reports = Vec::new();
     for z in &cfg.zero_shot {
         let cases = train::scoring::subset(&data.test, z.cases, cfg.report.seed);
+        if let Some(enc) = &z.rerank {
+            // Full ranking on the subset: the encoder's own order, then the LLM's order of its top N.
+            let label = |name: &str| format!("{name} (zs {}, top {} of {enc})", cases.len(), z.top);
+            let (_, m) = encoders.iter().find(|(n, _)| n == enc).context("the re-ranked encoder")?;
+            let mut s = MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32)?;
+            train::scoring::evaluate(m.as_ref(), &cases, &EvalParams { sampled_negatives: 0, ..cfg.eval.clone() }, &mut s, device)?;
+            reports.push((label(enc), s.finish(bootstrap)?));
+            let scorer = train::scoring::EncoderScorer::new(m.as_ref(), &cases, device)?;
+            let tops = train::scoring::top_n(&scorer, &cases, z.top, cfg.eval.mask_history)?;
+            let path = resolve_model(&z.model)?;
+            let mut vars = crate::models::Params::new(0, device);
+            let loaded = crate::llm::load(&path, device, None, &mut vars).with_context(|| format!("[[zero_shot]] `{}`", z.name()))?;
+            let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, texts, z.max_items)?;
+            eprintln!("{}: {} test cases, {enc}'s top {} re-ranked by {}'s likelihood", z.name(), cases.len(), z.top, loaded.name);
+            let mut s = MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32)?;
+            crate::llm::zero_shot::rerank(&zs, &cases, &tops, &mut s, progress)?;
+            reports.push((label(&z.name()), s.finish(bootstrap)?));
+            continue;
+        }
         let params = EvalParams { sampled_negatives: z.negatives, ..cfg.eval.clone() };
         let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), z.negatives);
         let suite = || MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32);

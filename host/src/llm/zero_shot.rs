@@ -95,6 +95,49 @@ impl<'a> ZeroShot<'a> {
     }
 }
 
+/// Re-ranks each case's `tops[u]` (an encoder's best items, best first) by [`ZeroShot::score`]
+/// into `sink`: full-ranking metrics where the LLM decides the order of the encoder's top N (N
+/// must cover the largest cutoff); a target outside the top N is not found.
+pub fn rerank(
+    zs: &ZeroShot,
+    cases: &[crate::train::EvalCase],
+    tops: &[Vec<u32>],
+    sink: &mut dyn crate::eval::RankingSink,
+    progress: bool,
+) -> std::result::Result<(), crate::train::TrainError> {
+    use crate::train::TrainError;
+    let k = sink.max_k() as usize;
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(cases.len() as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("zero-shot re-ranking {bar:30} {pos}/{len} cases [{elapsed}<{eta}]").expect("template"));
+        b
+    });
+    for (case, top) in cases.iter().zip(tops) {
+        if case.targets.is_empty() {
+            continue;
+        }
+        if top.len() < k {
+            return Err(TrainError::Config(format!("re-ranking a top {} cannot fill the largest cutoff {k}: raise `top`", top.len())));
+        }
+        let scores = zs.score(&case.history, top)?;
+        let mut order: Vec<usize> = (0..top.len()).collect();
+        // Ties keep the encoder's order.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let mut targets = case.targets.clone();
+        targets.sort_unstable();
+        targets.dedup();
+        let ranked = order.into_iter().take(k).map(|j| top[j]).collect();
+        sink.add(&[crate::plugins::metric::Ranking { ranked, targets }]).map_err(TrainError::Eval)?;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
+}
+
 /// Ranks each case's sampled candidates (`params.sampled_negatives`, which must be positive:
 /// scoring the whole catalog by likelihood is not practical) by [`ZeroShot::score`] into
 /// `sink`; ties rank the lower index first. Case `u`'s candidates are those every other model gets

@@ -47,6 +47,30 @@ impl Scorer for EncoderScorer<'_> {
     }
 }
 
+/// Each case's `n` best items by `scorer` (history excluded when `mask_history`), best first,
+/// ties to the lower index: what a re-ranker re-orders. For small case sets (one dense
+/// `cases × n_items` product per batch).
+pub fn top_n(scorer: &dyn Scorer, cases: &[EvalCase], n: usize, mask_history: bool) -> Result<Vec<Vec<u32>>, TrainError> {
+    let mut out = Vec::with_capacity(cases.len());
+    for (b, chunk) in cases.chunks(256).enumerate() {
+        let ids: Vec<usize> = (b * 256..b * 256 + chunk.len()).collect();
+        let users = scorer.user_vectors(&ids).map_err(TrainError::Eval)?;
+        let mut scores = users.matmul(&scorer.item_table().t()?)?;
+        if let Some(bias) = scorer.item_bias() {
+            scores = scores.broadcast_add(&bias.reshape((1, ()))?)?;
+        }
+        let rows: Vec<Vec<f32>> = scores.to_device(&Device::Cpu)?.to_vec2()?;
+        for (case, row) in chunk.iter().zip(rows) {
+            let seen: std::collections::HashSet<u32> = if mask_history { case.history.iter().copied().collect() } else { Default::default() };
+            let mut order: Vec<u32> = (0..row.len() as u32).filter(|i| !seen.contains(i)).collect();
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            order.truncate(n);
+            out.push(order);
+        }
+    }
+    Ok(out)
+}
+
 /// The evaluation users for `cases`: their history is what gets masked when masking is on.
 pub fn eval_users(cases: &[EvalCase]) -> Vec<EvalUser> {
     cases.iter().map(|c| EvalUser { seen: c.history.clone(), targets: c.targets.clone() }).collect()

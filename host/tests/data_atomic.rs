@@ -82,7 +82,10 @@ fn prepare_killed_at_20_random_moments_leaves_the_old_or_the_new_dataset_whole_o
     assert_ne!(old_digest, new_digest);
     // The same run twice gives the same digest: "new whole" below is well defined.
     let again = dir.path().join("again");
+    let t = Instant::now();
     assert!(prepare(&log, &again, "temporal").wait().unwrap().success());
+    // The slower of two runs: kills spread over it land mid-run on a loaded machine too.
+    let full = full.max(t.elapsed());
     assert_eq!(digest(&again).unwrap(), new_digest, "prepare is deterministic");
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
@@ -91,7 +94,7 @@ fn prepare_killed_at_20_random_moments_leaves_the_old_or_the_new_dataset_whole_o
     for trial in 0..20 {
         copy_dir(&old, &target);
         let mut child = prepare(&log, &target, "temporal");
-        std::thread::sleep(full.mul_f64(rng.random_range(0.0..1.6)));
+        std::thread::sleep(full.mul_f64(rng.random_range(0.0..1.3)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
@@ -109,7 +112,7 @@ fn prepare_killed_at_20_random_moments_leaves_the_old_or_the_new_dataset_whole_o
         }
     }
     eprintln!("20 kills over {full:?}: {killed} killed mid-run; old kept {kept_old}, new whole {got_new}, refused {refused}");
-    assert!(killed >= 8, "only {killed} of 20 runs were killed before they finished");
+    assert!(killed >= 4, "only {killed} of 20 runs were killed before they finished");
     assert!(refused > 0, "no kill landed while the files were being written");
     // The next run completes, and removes the temporary files killed runs left behind.
     std::fs::write(target.join(".items.parquet.tmp-4000000"), b"left by a killed run").unwrap();

@@ -95,39 +95,32 @@ impl<'a> ZeroShot<'a> {
     }
 }
 
-/// Re-ranks each case's `tops[u]` (an encoder's best items, best first) by [`ZeroShot::score`]
-/// into `sink`: full-ranking metrics where the LLM decides the order of the encoder's top N (N
-/// must cover the largest cutoff); a target outside the top N is not found.
-pub fn rerank(
+/// Ranks each case's candidates (from `candidates`, in tie-break order, with the targets) by
+/// [`ZeroShot::score`] into `sink`; equal scores keep the given order.
+fn rank_each(
     zs: &ZeroShot,
     cases: &[crate::train::EvalCase],
-    tops: &[Vec<u32>],
     sink: &mut dyn crate::eval::RankingSink,
     progress: bool,
+    what: &str,
+    mut candidates: impl FnMut(usize, &crate::train::EvalCase) -> std::result::Result<(Vec<u32>, Vec<u32>), crate::train::TrainError>,
 ) -> std::result::Result<(), crate::train::TrainError> {
-    use crate::train::TrainError;
     let k = sink.max_k() as usize;
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(cases.len() as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("zero-shot re-ranking {bar:30} {pos}/{len} cases [{elapsed}<{eta}]").expect("template"));
+        b.set_style(indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} cases [{{elapsed}}<{{eta}}]")).expect("template"));
         b
     });
-    for (case, top) in cases.iter().zip(tops) {
+    for (u, case) in cases.iter().enumerate() {
         if case.targets.is_empty() {
             continue;
         }
-        if top.len() < k {
-            return Err(TrainError::Config(format!("re-ranking a top {} cannot fill the largest cutoff {k}: raise `top`", top.len())));
-        }
-        let scores = zs.score(&case.history, top)?;
-        let mut order: Vec<usize> = (0..top.len()).collect();
-        // Ties keep the encoder's order.
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        let mut targets = case.targets.clone();
-        targets.sort_unstable();
-        targets.dedup();
-        let ranked = order.into_iter().take(k).map(|j| top[j]).collect();
-        sink.add(&[crate::plugins::metric::Ranking { ranked, targets }]).map_err(TrainError::Eval)?;
+        let (cands, targets) = candidates(u, case)?;
+        let scores = zs.score(&case.history, &cands)?;
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let ranked = order.into_iter().take(k).map(|j| cands[j]).collect();
+        sink.add(&[crate::plugins::metric::Ranking { ranked, targets }]).map_err(crate::train::TrainError::Eval)?;
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -136,6 +129,30 @@ pub fn rerank(
         b.finish_and_clear();
     }
     Ok(())
+}
+
+/// Re-ranks each case's `tops[u]` (an encoder's best items, best first) by [`ZeroShot::score`]
+/// into `sink`: full-ranking metrics where the LLM decides the order of the encoder's top N (N
+/// must cover the largest cutoff; ties keep the encoder's order); a target outside the top N is
+/// not found.
+pub fn rerank(
+    zs: &ZeroShot,
+    cases: &[crate::train::EvalCase],
+    tops: &[Vec<u32>],
+    sink: &mut dyn crate::eval::RankingSink,
+    progress: bool,
+) -> std::result::Result<(), crate::train::TrainError> {
+    let k = sink.max_k() as usize;
+    rank_each(zs, cases, sink, progress, "zero-shot re-ranking", |u, case| {
+        let top = tops.get(u).cloned().unwrap_or_default();
+        if top.len() < k {
+            return Err(crate::train::TrainError::Config(format!("re-ranking a top {} cannot fill the largest cutoff {k}: raise `top`", top.len())));
+        }
+        let mut targets = case.targets.clone();
+        targets.sort_unstable();
+        targets.dedup();
+        Ok((top, targets))
+    })
 }
 
 /// Ranks each case's sampled candidates (`params.sampled_negatives`, which must be positive:
@@ -149,33 +166,13 @@ pub fn evaluate(
     sink: &mut dyn crate::eval::RankingSink,
     progress: bool,
 ) -> std::result::Result<(), crate::train::TrainError> {
-    use crate::train::TrainError;
     if params.sampled_negatives == 0 {
-        return Err(TrainError::Config("zero-shot ranking needs sampled candidates: set negatives > 0".into()));
+        return Err(crate::train::TrainError::Config("zero-shot ranking needs sampled candidates: set negatives > 0".into()));
     }
     let n = zs.lines.len();
-    let k = sink.max_k() as usize;
-    let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(cases.len() as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("zero-shot {bar:30} {pos}/{len} cases [{elapsed}<{eta}]").expect("template"));
-        b
-    });
-    for (u, case) in cases.iter().enumerate() {
-        if case.targets.is_empty() {
-            continue;
-        }
-        let (cands, targets) = crate::train::scoring::sampled_candidates(case, u, n, params);
-        let scores = zs.score(&case.history, &cands)?;
-        let mut order: Vec<usize> = (0..cands.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
-        let ranked = order.into_iter().take(k).map(|j| cands[j]).collect();
-        sink.add(&[crate::plugins::metric::Ranking { ranked, targets }]).map_err(TrainError::Eval)?;
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(())
+    rank_each(zs, cases, sink, progress, "zero-shot", |u, case| {
+        let (mut cands, targets) = crate::train::scoring::sampled_candidates(case, u, n, params);
+        cands.sort_unstable();
+        Ok((cands, targets))
+    })
 }

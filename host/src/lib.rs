@@ -17,6 +17,7 @@ pub mod models;
 pub mod plugins;
 pub mod run;
 pub mod train;
+pub mod unwind;
 
 /// glibc settings for encore's allocations; call it first thing in `main`. Tensors of a few MiB
 /// are allocated and freed many times a second in training and evaluation. glibc hands freed

@@ -79,7 +79,9 @@ pub fn plan(plugin: &Plugin, inputs: &[Modality], out_dim: u32, params: &[Param]
     validate(&raw, inputs, out_dim as usize).map_err(|reason| plugin.invalid(reason))
 }
 
-fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Result<Plan, String> {
+/// Checks a plan a plugin returned and infers every node's width (`encore::fuzz` calls it on
+/// plans of its own, without a plugin).
+pub(crate) fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Result<Plan, String> {
     if raw.nodes.is_empty() || raw.nodes.len() > MAX_NODES {
         return Err(format!("a plan has 1 to {MAX_NODES} nodes, this one has {}", raw.nodes.len()));
     }
@@ -109,6 +111,9 @@ fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Resul
         };
         let (op, dim) = match op {
             wit::Op::Input(name) => match inputs.iter().find(|m| &m.name == name) {
+                // The host offers no empty modality (feature files of width 0 are refused), but
+                // the layers built on one would divide by its width: refused here too.
+                Some(m) if m.dim == 0 => return Err(format!("node {i} reads input `{name}`, which has width 0")),
                 Some(m) => (Op::Input(name.clone()), m.dim as usize),
                 None => {
                     let known: Vec<&str> = inputs.iter().map(|m| m.name.as_str()).collect();

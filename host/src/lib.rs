@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod fuzz;
 pub mod hostmodels;
 pub mod io;
 pub mod llm;

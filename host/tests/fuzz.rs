@@ -94,6 +94,19 @@ fn a_fusion_input_of_width_0_is_refused_by_the_validator() {
     }
 }
 
+#[test]
+fn check_size_counts_parameters_without_overflow() {
+    // A gate over 70,000 copies of a 65,536-wide input, and a FiLM between two inputs 2³²-1 wide:
+    // check_size overflowed u64 (a panic in debug builds, a wrapped small count in release ones).
+    for name in ["fusion-plan-gate-params-overflow.bin", "fusion-plan-film-params-overflow.bin"] {
+        let (_, bytes) = fixture(name);
+        match fuzz::run_input(Target::FusionPlan, &bytes) {
+            Ok(Outcome::Error(e)) => assert!(e.contains("18446744073709551615 trainable parameters, over the limit"), "{name}: {e}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
 /// A 16-bit mono 8 kHz WAV whose chunks before `data` are `before`.
 fn wav_with(before: &[u8]) -> Vec<u8> {
     let mut v = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0".to_vec();

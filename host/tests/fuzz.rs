@@ -136,7 +136,10 @@ fn audio_headers_that_declare_more_than_the_file_holds_are_refused_before_sympho
     // symphonia's probe looked for a container anywhere in the first MiB: junk, then `fLaC` and a
     // picture block declaring a media type of 4 GB (allocated before reading: 3.3 GB at the peak).
     let (_, junk) = fixture("wav-junk-then-flac-picture-4gb.wav");
-    refused("junk.wav", &junk, "not a WAV, FLAC, MP3 or Ogg file");
+    match decode("junk.wav", &junk) {
+        Err(e @ AudioError::Decode { .. }) => assert!(e.to_string().contains("unrecognised container: not a WAV, FLAC, MP3 or Ogg file"), "{e}"),
+        other => panic!("{other:?}"),
+    }
     // A LIST chunk of 1.6 GB in a 600-byte file: symphonia allocated its INFO entries as declared.
     refused("list.wav", &wav_with(b"LIST\x0e\0\0\x64INFOINAM\x02\0\0\x64x\0"), "chunk \"LIST\" at byte 36 declares 1677721614 bytes, past the end");
     // FLAC: a stream info block, then a picture block whose media type declares 4 GB.

@@ -163,17 +163,22 @@ fn check_channels(n: usize) -> Result<(), String> {
 /// or a FLAC picture of 4 GB, in a 2 KB file). So a clip must start with its container: RIFF,
 /// `fLaC`, `OggS`, an ID3v2 tag or an MPEG audio frame; a RIFF/WAVE or FLAC header must fit in
 /// the file. Ogg and ID3v2 metadata are left to symphonia.
-fn check_header(file: &mut File) -> Result<(), String> {
-    let size = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
+fn check_header(path: &Path, file: &mut File) -> Result<(), AudioError> {
+    let io_err = |error: std::io::Error| AudioError::Io { path: path.to_path_buf(), error };
+    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
+    let size = file.metadata().map_err(io_err)?.len();
     let mut magic = [0u8; 4];
-    let n = read_up_to(file, &mut magic).map_err(|e| format!("cannot read: {e}"))?;
+    let n = read_up_to(file, &mut magic).map_err(io_err)?;
     match &magic[..n] {
-        b"RIFF" => check_wav_header(file, size),
-        b"fLaC" => check_flac_header(file, size),
+        b"RIFF" => check_wav_header(file, size).map_err(header_err),
+        b"fLaC" => check_flac_header(file, size).map_err(header_err),
         b"OggS" => Ok(()),
         [b'I', b'D', b'3', ..] => Ok(()),
         [0xff, b, ..] if b & 0xe0 == 0xe0 => Ok(()),
-        m => Err(format!("not a WAV, FLAC, MP3 or Ogg file: it starts with {m:02x?}")),
+        m => Err(AudioError::Decode {
+            path: path.to_path_buf(),
+            message: format!("unrecognised container: not a WAV, FLAC, MP3 or Ogg file (it starts with {m:02x?})"),
+        }),
     }
 }
 
@@ -315,10 +320,9 @@ pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> 
 }
 
 fn decode_unguarded(path: &Path, max_seconds: f32) -> Result<Pcm, AudioError> {
-    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
     let io_err = |error: std::io::Error| AudioError::Io { path: path.to_path_buf(), error };
     let mut file = File::open(path).map_err(io_err)?;
-    check_header(&mut file).map_err(header_err)?;
+    check_header(path, &mut file)?;
     file.rewind().map_err(io_err)?;
     decode_stream(path, file, max_seconds)
 }

@@ -23,11 +23,13 @@ else
   cargo build -q -p encore --example fuzz
   BIN="$CARGO_TARGET_DIR/debug/examples/fuzz"
 fi
+# A copy runs, so that a rebuild during a long run does not replace the binary under it.
+RUN_BIN="$(mktemp -d)/fuzz"; cp "$BIN" "$RUN_BIN"; trap 'rm -rf "$(dirname "$RUN_BIN")"' EXIT
 echo "machine: $(nproc) cores; profile: $PROFILE; commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo +changes); seed $SEED; $MINUTES min per target; crashes to $CRASH_DIR; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 status=0
 for t in "${TARGETS[@]}"; do
-  "$BIN" --target "$t" --minutes "$MINUTES" --seed "$SEED" --crash-dir "$CRASH_DIR" --max-memory-gib "${MAX_MEMORY_GIB:-16}" || {
-    echo "$t: FAILED (exit $?): see above and $CRASH_DIR; an abort names its case: rerun $BIN with --save-case N" >&2
+  "$RUN_BIN" --target "$t" --minutes "$MINUTES" --seed "$SEED" --crash-dir "$CRASH_DIR" --max-memory-gib "${MAX_MEMORY_GIB:-16}" || {
+    echo "$t: FAILED (exit $?): see above and $CRASH_DIR; an abort names its case: rerun $BIN with the same --seed and --save-case N" >&2
     status=1
   }
 done

@@ -326,11 +326,15 @@ pub fn run(target: Target, opts: &Options) -> Stats {
 }
 
 /// An error message with its numbers blanked and its length capped: failures of one kind at
-/// different places count once.
+/// different places count once. Blanked before the cap, so that the process id in a scratch
+/// path does not change what a message counts as (and with it the run).
 fn shape(e: &str) -> String {
-    let mut out = String::with_capacity(96);
+    let mut out = String::with_capacity(128);
     let mut digits = false;
-    for c in e.chars().take(120) {
+    for c in e.chars() {
+        if out.len() >= 120 {
+            break;
+        }
         if c.is_ascii_digit() {
             if !digits {
                 out.push('#');

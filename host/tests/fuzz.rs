@@ -96,8 +96,9 @@ fn a_fusion_input_of_width_0_is_refused_by_the_validator() {
 
 #[test]
 fn check_size_counts_parameters_without_overflow() {
-    // A gate over 70,000 copies of a 65,536-wide input, and a FiLM between two inputs 2³²-1 wide:
+    // A gate over two copies of an input 2³²-1 wide, and a FiLM between two such inputs:
     // check_size overflowed u64 (a panic in debug builds, a wrapped small count in release ones).
+    // (A gate over 70,000 copies of a 65,536-wide node did too; now refused for its sources.)
     for name in ["fusion-plan-gate-params-overflow.bin", "fusion-plan-film-params-overflow.bin"] {
         let (_, bytes) = fixture(name);
         match fuzz::run_input(Target::FusionPlan, &bytes) {
@@ -105,6 +106,34 @@ fn check_size_counts_parameters_without_overflow() {
             other => panic!("{name}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_plan_reading_millions_of_sources_is_refused_before_candle_overflows_the_stack() {
+    // 66 bytes: an `add` over 2,097,152 sources; building and dropping its chain of tensor ops
+    // overflowed the stack (an abort, found after 4 minutes of the bench).
+    let (_, bytes) = fixture("fusion-plan-add-2m-sources-stack-overflow.bin");
+    match fuzz::run_input(Target::FusionPlan, &bytes) {
+        Ok(Outcome::Error(e)) => assert!(e.contains("read 2097155 sources together, over the limit of 4096"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // The deepest chain the limits let through (16 `add`s of 256 sources each, every one the
+    // node before) builds, runs and drops on this test's thread (2 MiB of stack).
+    let mut v = 3u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&[1, 1, 1]); // presence masks (an op more per source); one input, `audio`...
+    for x in [8u32, 8, 16] {
+        v.extend_from_slice(&x.to_le_bytes()); // ...8 wide; out_dim 8; the output is node 16
+    }
+    v.extend_from_slice(&[0, 1]); // node 0: input(audio)
+    for node in 0..16u32 {
+        v.push(5); // add
+        v.extend_from_slice(&256u32.to_le_bytes());
+        v.extend_from_slice(&node.to_le_bytes()); // repeated to the list's length
+        if node < 15 {
+            v.extend(std::iter::repeat_n(node.to_le_bytes(), 255).flatten());
+        }
+    }
+    assert_eq!(fuzz::run_input(Target::FusionPlan, &v), Ok(Outcome::Ok));
 }
 
 /// A 16-bit mono 8 kHz WAV whose chunks before `data` are `before`.

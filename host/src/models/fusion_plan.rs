@@ -86,9 +86,9 @@ pub struct FusionModule {
     id_present: Option<Tensor>,
 }
 
-/// Trainable parameters the plan's node `i` creates. Saturating: a plugin's gate over 70,000
-/// copies of a 65,536-wide node, or inputs 2³² wide, overflowed `u64` (a panic in debug builds, a
-/// small wrapped count that passed the limit in release ones).
+/// Trainable parameters the plan's node `i` creates. Saturating: a gate or a FiLM over inputs
+/// 2³² wide overflowed `u64` (a panic in debug builds, a small wrapped count that passed the limit
+/// in release ones).
 fn node_params(plan: &Plan, i: usize) -> u64 {
     let d = |n: usize| plan.dims[n] as u64;
     // A linear layer `a → b` with its bias.

@@ -61,6 +61,12 @@ pub struct Plan {
 pub const MAX_NODES: usize = 4096;
 /// The widest node a plan may create.
 pub const MAX_DIM: usize = 1 << 16;
+/// The most sources one node may read.
+pub const MAX_SOURCES: usize = 256;
+/// The most sources all nodes together may read. Every source is a tensor op or three, and
+/// candle drops a chain of ops recursively: an `add` over 2 million sources (a 66-byte plan)
+/// overflowed the stack, which no error can contain.
+pub const MAX_EDGES: usize = MAX_NODES;
 
 /// A parameter value handed to a plugin.
 pub type Param = (String, ParamValue);
@@ -85,6 +91,21 @@ pub(crate) fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usiz
     if raw.nodes.is_empty() || raw.nodes.len() > MAX_NODES {
         return Err(format!("a plan has 1 to {MAX_NODES} nodes, this one has {}", raw.nodes.len()));
     }
+    let edges: usize = raw
+        .nodes
+        .iter()
+        .map(|op| match op {
+            wit::Op::Input(_) => 0,
+            wit::Op::Concat(v) | wit::Op::Add(v) | wit::Op::Gate(v) => v.len(),
+            wit::Op::WeightedSum(w) => w.srcs.len(),
+            wit::Op::Attention(a) => 1 + a.keys.len(),
+            wit::Op::Mul(_) | wit::Op::Film(_) => 2,
+            _ => 1,
+        })
+        .sum();
+    if edges > MAX_EDGES {
+        return Err(format!("the plan's nodes read {edges} sources together, over the limit of {MAX_EDGES}"));
+    }
     let mut nodes = Vec::with_capacity(raw.nodes.len());
     let mut dims: Vec<usize> = Vec::with_capacity(raw.nodes.len());
     for (i, op) in raw.nodes.iter().enumerate() {
@@ -97,8 +118,8 @@ pub(crate) fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usiz
             }
         };
         let many = |v: &[u32]| -> Result<Vec<usize>, String> {
-            if v.is_empty() {
-                return Err(format!("node {i} has no sources"));
+            if v.is_empty() || v.len() > MAX_SOURCES {
+                return Err(format!("node {i} has {} sources (1 to {MAX_SOURCES} are accepted)", v.len()));
             }
             v.iter().map(|&n| at(n)).collect()
         };

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod fuzz;
 pub mod hostmodels;
 pub mod io;
 pub mod llm;
@@ -19,6 +20,7 @@ pub mod plugins;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod unwind;
 
 /// glibc settings for encore's allocations; call it first thing in `main`. Tensors of a few MiB
 /// are allocated and freed many times a second in training and evaluation. glibc hands freed

@@ -36,8 +36,14 @@ pub struct RankingsFile {
 
 /// Reads and validates `path`. `n_items` overrides the file's metadata. Errors name the file and
 /// the row (0-based, counting from the first row of the file). A null list is an error, and so is
-/// a file without a single user with targets.
+/// a file without a single user with targets. A panic of the Parquet reader on a corrupt file
+/// is this file's error.
 pub fn read(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
+    crate::unwind::contain(|| read_unguarded(path, n_items))
+        .unwrap_or_else(|message| bail!("{}: the Parquet reader failed on this file (it is corrupt; write it again): {message}", path.display()))
+}
+
+fn read_unguarded(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsFile> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
     let meta_n = builder.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == N_ITEMS_KEY).and_then(|e| e.value.clone()));

@@ -8,6 +8,7 @@
 //! `max_seconds`; samples that are not finite or far beyond full scale make the clip unusable; and
 //! a panic inside the decoder or the resampler is caught and reported as this clip's error, so one
 //! hostile file costs one missing track, never the run.
+use crate::unwind::contain;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::RangeInclusive;
@@ -156,15 +157,54 @@ fn check_channels(n: usize) -> Result<(), String> {
     }
 }
 
-/// Reads the `fmt ` chunks of a RIFF/WAVE file and refuses what symphonia cannot take safely: it
-/// panics on a rate of 0 while probing, before any check of its own, and reads 1152 frames of
-/// `block_align` bytes per packet. Like symphonia, it walks every chunk up to `data` (a second
-/// `fmt ` replaces the first). Anything else (not RIFF, a short chunk) is left to symphonia.
-fn check_wav_header(file: &mut File) -> Result<(), String> {
-    let mut riff = [0u8; 12];
-    if file.read_exact(&mut riff).is_err() || &riff[..4] != b"RIFF" || &riff[8..] != b"WAVE" {
+/// Checks what symphonia would read from the clip's header before it does. Its probe takes the
+/// first container marker anywhere in the first MiB (so a RIFF header after junk escaped the
+/// checks below), and its metadata readers allocate whatever a header declares (a LIST/INFO chunk
+/// or a FLAC picture of 4 GB, in a 2 KB file). So a clip must start with its container: RIFF,
+/// `fLaC`, `OggS`, an ID3v2 tag or an MPEG audio frame; a RIFF/WAVE or FLAC header must fit in
+/// the file. Ogg and ID3v2 metadata are left to symphonia.
+fn check_header(path: &Path, file: &mut File) -> Result<(), AudioError> {
+    let io_err = |error: std::io::Error| AudioError::Io { path: path.to_path_buf(), error };
+    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
+    let size = file.metadata().map_err(io_err)?.len();
+    let mut magic = [0u8; 4];
+    let n = read_up_to(file, &mut magic).map_err(io_err)?;
+    match &magic[..n] {
+        b"RIFF" => check_wav_header(file, size).map_err(header_err),
+        b"fLaC" => check_flac_header(file, size).map_err(header_err),
+        b"OggS" => Ok(()),
+        [b'I', b'D', b'3', ..] => Ok(()),
+        [0xff, b, ..] if b & 0xe0 == 0xe0 => Ok(()),
+        m => Err(AudioError::Decode {
+            path: path.to_path_buf(),
+            message: format!("unrecognised container: not a WAV, FLAC, MP3 or Ogg file (it starts with {m:02x?})"),
+        }),
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Reads the chunks of a RIFF/WAVE file up to `data` (after its first 4 bytes) and refuses what
+/// symphonia cannot take safely: a chunk past the end of the file (it would allocate a LIST's
+/// INFO entries at their declared size); a `fmt ` with a rate of 0 (symphonia panics while
+/// probing, before any check of its own), or a block size symphonia would read 1152 frames of per
+/// packet. Like symphonia, it walks every chunk up to `data` (a second `fmt ` replaces the
+/// first). Anything else (not WAVE, a short chunk) is left to symphonia.
+fn check_wav_header(file: &mut File, size: u64) -> Result<(), String> {
+    let mut riff = [0u8; 8];
+    if file.read_exact(&mut riff).is_err() || &riff[4..] != b"WAVE" {
         return Ok(());
     }
+    let mut at = 12u64;
     // Bounded: a hostile file may chain many tiny chunks.
     for _ in 0..1024 {
         let mut head = [0u8; 8];
@@ -172,7 +212,13 @@ fn check_wav_header(file: &mut File) -> Result<(), String> {
             break;
         }
         let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        at += 8;
+        if at + u64::from(len) > size {
+            let tag = String::from_utf8_lossy(&head[..4]);
+            return Err(format!("chunk {tag:?} at byte {} declares {len} bytes, past the end of the {size}-byte file", at - 8));
+        }
         let mut skip = i64::from(len) + i64::from(len & 1);
+        at += skip as u64;
         if &head[..4] == b"fmt " && len >= 16 {
             let mut f = [0u8; 16];
             if file.read_exact(&mut f).is_err() {
@@ -201,6 +247,72 @@ fn check_wav_header(file: &mut File) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads the metadata blocks of a FLAC file (after `fLaC`): each must fit in the file, and the
+/// lengths inside a picture or a Vorbis comment block must fit in the block, since symphonia
+/// allocates them as declared before reading.
+fn check_flac_header(file: &mut File, size: u64) -> Result<(), String> {
+    let mut at = 4u64;
+    for _ in 0..1024 {
+        let mut head = [0u8; 4];
+        if file.read_exact(&mut head).is_err() {
+            break;
+        }
+        let (last, kind, len) = (head[0] & 0x80 != 0, head[0] & 0x7f, u64::from(u32::from_be_bytes([0, head[1], head[2], head[3]])));
+        at += 4;
+        if at + len > size {
+            return Err(format!("FLAC metadata block {kind} at byte {} declares {len} bytes, past the end of the {size}-byte file", at - 4));
+        }
+        if kind == 4 || kind == 6 {
+            // At most 16 MiB, and within the file.
+            let mut block = vec![0u8; len as usize];
+            file.read_exact(&mut block).map_err(|e| format!("cannot read: {e}"))?;
+            flac_block_lengths(kind, &block).map_err(|what| format!("FLAC metadata block {kind} at byte {}: {what}", at - 4))?;
+        } else if file.seek(SeekFrom::Current(len as i64)).is_err() {
+            break;
+        }
+        at += len;
+        if last {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the length fields of a picture (6) or Vorbis comment (4) block against the block.
+fn flac_block_lengths(kind: u8, block: &[u8]) -> Result<(), String> {
+    let mut rest = block;
+    if kind == 6 {
+        // Picture type, media type, description, 4 fixed fields, data; big-endian.
+        rest = rest.get(4..).unwrap_or_default();
+        let _ = skip_field(&mut rest, "the media type", true, 0)?
+            && skip_field(&mut rest, "the description", true, 16)?
+            && skip_field(&mut rest, "the picture data", true, 0)?;
+    } else if skip_field(&mut rest, "the vendor string", false, 0)? {
+        // Vendor string, comment count, comments; little-endian.
+        if let Some((count, r)) = rest.split_first_chunk::<4>() {
+            rest = r;
+            for _ in 0..u32::from_le_bytes(*count) {
+                if !skip_field(&mut rest, "a comment", false, 0)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a 32-bit length from `rest` and skips that many bytes, then `then` more; `false` at the
+/// end of the block, an error when the length runs past it.
+fn skip_field(rest: &mut &[u8], what: &str, big: bool, then: usize) -> Result<bool, String> {
+    let Some((b, r)) = rest.split_first_chunk::<4>() else { return Ok(false) };
+    let n = if big { u32::from_be_bytes(*b) } else { u32::from_le_bytes(*b) };
+    if n as usize > r.len() {
+        return Err(format!("{what} declares {n} bytes, {} are left in the block", r.len()));
+    }
+    *rest = r.get(n as usize + then..).unwrap_or_default();
+    Ok(true)
+}
+
 /// Decodes `path` to mono f32, keeping at most the first `max_seconds` ([`DEFAULT_MAX_SECONDS`]
 /// when `None`). A panic inside symphonia is returned as [`AudioError::Panic`].
 pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> {
@@ -208,10 +320,9 @@ pub fn decode(path: &Path, max_seconds: Option<f32>) -> Result<Pcm, AudioError> 
 }
 
 fn decode_unguarded(path: &Path, max_seconds: f32) -> Result<Pcm, AudioError> {
-    let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
     let io_err = |error: std::io::Error| AudioError::Io { path: path.to_path_buf(), error };
     let mut file = File::open(path).map_err(io_err)?;
-    check_wav_header(&mut file).map_err(header_err)?;
+    check_header(path, &mut file)?;
     file.rewind().map_err(io_err)?;
     decode_stream(path, file, max_seconds)
 }
@@ -306,44 +417,6 @@ fn decode_stream(path: &Path, file: File, max_seconds: f32) -> Result<Pcm, Audio
         )));
     }
     Ok(Pcm { samples, rate })
-}
-
-/// Runs `f`, turning a panic into its message and location. The panic hook stays quiet for
-/// contained panics (the message goes into the clip's error instead of stderr) and passes every
-/// other panic on to the hook that was installed before.
-fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    use std::cell::{Cell, RefCell};
-    thread_local! {
-        static CONTAINED: Cell<bool> = const { Cell::new(false) };
-        static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
-    }
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if CONTAINED.with(Cell::get) {
-                let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
-                let msg = info.payload_as_str().unwrap_or("a panic without a message");
-                LAST.with(|last| *last.borrow_mut() = Some(format!("{msg}{at}")));
-            } else {
-                previous(info);
-            }
-        }));
-    });
-    let was = CONTAINED.with(|c| c.replace(true));
-    // AssertUnwindSafe: after a panic nothing `f` touched is looked at again; the decoder, the
-    // resampler and their buffers are all local to the call and dropped while unwinding.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINED.with(|c| c.set(was));
-    result.map_err(|payload| {
-        LAST.with(|last| last.borrow_mut().take()).unwrap_or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into())
-        })
-    })
 }
 
 /// Resamples mono PCM from `from` Hz to `to` Hz with rubato's synchronous FFT resampler (its

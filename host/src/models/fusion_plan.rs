@@ -86,19 +86,23 @@ pub struct FusionModule {
     id_present: Option<Tensor>,
 }
 
-/// Trainable parameters the plan's node `i` creates.
+/// Trainable parameters the plan's node `i` creates. Saturating: a gate or a FiLM over inputs
+/// 2³² wide overflowed `u64` (a panic in debug builds, a small wrapped count that passed the limit
+/// in release ones).
 fn node_params(plan: &Plan, i: usize) -> u64 {
     let d = |n: usize| plan.dims[n] as u64;
+    // A linear layer `a → b` with its bias.
+    let linear = |a: u64, b: u64| a.saturating_mul(b).saturating_add(b);
     match &plan.nodes[i] {
-        Op::Linear { src, out_dim, bias } => d(*src) * *out_dim as u64 + if *bias { *out_dim as u64 } else { 0 },
-        Op::LayerNorm(s) => 2 * d(*s),
+        Op::Linear { src, out_dim, bias } => d(*src).saturating_mul(*out_dim as u64).saturating_add(if *bias { *out_dim as u64 } else { 0 }),
+        Op::LayerNorm(s) => d(*s).saturating_mul(2),
         Op::WeightedSum { srcs, fixed: None } => srcs.len() as u64,
         Op::Gate(srcs) => {
-            let w = srcs.len() as u64 * d(srcs[0]);
-            w * w + w
+            let w = (srcs.len() as u64).saturating_mul(d(srcs[0]));
+            linear(w, w)
         }
-        Op::Attention { query, .. } => 4 * (d(*query) * d(*query) + d(*query)),
-        Op::Film { target, condition } => d(*condition) * 2 * d(*target) + 2 * d(*target),
+        Op::Attention { query, .. } => linear(d(*query), d(*query)).saturating_mul(4),
+        Op::Film { target, condition } => linear(d(*condition), d(*target).saturating_mul(2)),
         _ => 0,
     }
 }
@@ -107,7 +111,7 @@ fn node_params(plan: &Plan, i: usize) -> u64 {
 /// activations of one evaluation. The error names the largest node.
 pub fn check_size(plan: &Plan, n_items: usize) -> std::result::Result<(), String> {
     let per_node: Vec<u64> = (0..plan.nodes.len()).map(|i| node_params(plan, i)).collect();
-    let total: u64 = per_node.iter().sum();
+    let total: u64 = per_node.iter().fold(0, |a, &p| a.saturating_add(p));
     let biggest = |v: &[u64]| v.iter().enumerate().max_by_key(|(_, &p)| p).map_or(0, |(i, _)| i);
     if total > MAX_PARAMS {
         let i = biggest(&per_node);
@@ -117,8 +121,8 @@ pub fn check_size(plan: &Plan, n_items: usize) -> std::result::Result<(), String
             per_node[i]
         ));
     }
-    let acts: Vec<u64> = plan.dims.iter().map(|&d| d as u64 * n_items as u64).collect();
-    let total: u64 = acts.iter().sum();
+    let acts: Vec<u64> = plan.dims.iter().map(|&d| (d as u64).saturating_mul(n_items as u64)).collect();
+    let total: u64 = acts.iter().fold(0, |a, &p| a.saturating_add(p));
     if total > MAX_ACTIVATIONS {
         let i = biggest(&acts);
         return Err(format!(

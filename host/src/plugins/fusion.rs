@@ -61,6 +61,12 @@ pub struct Plan {
 pub const MAX_NODES: usize = 4096;
 /// The widest node a plan may create.
 pub const MAX_DIM: usize = 1 << 16;
+/// The most sources one node may read.
+pub const MAX_SOURCES: usize = 256;
+/// The most sources all nodes together may read. Every source is a tensor op or three, and
+/// candle drops a chain of ops recursively: an `add` over 2 million sources (a 66-byte plan)
+/// overflowed the stack, which no error can contain.
+pub const MAX_EDGES: usize = MAX_NODES;
 
 /// A parameter value handed to a plugin.
 pub type Param = (String, ParamValue);
@@ -79,9 +85,26 @@ pub fn plan(plugin: &Plugin, inputs: &[Modality], out_dim: u32, params: &[Param]
     validate(&raw, inputs, out_dim as usize).map_err(|reason| plugin.invalid(reason))
 }
 
-fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Result<Plan, String> {
+/// Checks a plan a plugin returned and infers every node's width (`encore::fuzz` calls it on
+/// plans of its own, without a plugin).
+pub(crate) fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Result<Plan, String> {
     if raw.nodes.is_empty() || raw.nodes.len() > MAX_NODES {
         return Err(format!("a plan has 1 to {MAX_NODES} nodes, this one has {}", raw.nodes.len()));
+    }
+    let edges: usize = raw
+        .nodes
+        .iter()
+        .map(|op| match op {
+            wit::Op::Input(_) => 0,
+            wit::Op::Concat(v) | wit::Op::Add(v) | wit::Op::Gate(v) => v.len(),
+            wit::Op::WeightedSum(w) => w.srcs.len(),
+            wit::Op::Attention(a) => 1 + a.keys.len(),
+            wit::Op::Mul(_) | wit::Op::Film(_) => 2,
+            _ => 1,
+        })
+        .sum();
+    if edges > MAX_EDGES {
+        return Err(format!("the plan's nodes read {edges} sources together, over the limit of {MAX_EDGES}"));
     }
     let mut nodes = Vec::with_capacity(raw.nodes.len());
     let mut dims: Vec<usize> = Vec::with_capacity(raw.nodes.len());
@@ -95,8 +118,8 @@ fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Resul
             }
         };
         let many = |v: &[u32]| -> Result<Vec<usize>, String> {
-            if v.is_empty() {
-                return Err(format!("node {i} has no sources"));
+            if v.is_empty() || v.len() > MAX_SOURCES {
+                return Err(format!("node {i} has {} sources (1 to {MAX_SOURCES} are accepted)", v.len()));
             }
             v.iter().map(|&n| at(n)).collect()
         };
@@ -109,6 +132,9 @@ fn validate(raw: &wit::FusionPlan, inputs: &[Modality], out_dim: usize) -> Resul
         };
         let (op, dim) = match op {
             wit::Op::Input(name) => match inputs.iter().find(|m| &m.name == name) {
+                // The host offers no empty modality (feature files of width 0 are refused), but
+                // the layers built on one would divide by its width: refused here too.
+                Some(m) if m.dim == 0 => return Err(format!("node {i} reads input `{name}`, which has width 0")),
                 Some(m) => (Op::Input(name.clone()), m.dim as usize),
                 None => {
                     let known: Vec<&str> = inputs.iter().map(|m| m.name.as_str()).collect();

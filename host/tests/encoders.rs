@@ -242,6 +242,16 @@ fn a_corrupt_or_mismatched_checkpoint_is_refused() {
         assert!(matches!(err, TrainError::Corrupt { .. }) && err.to_string().contains("seal"), "{from} -> {to}: {err}");
     }
     std::fs::write(&meta, &text).unwrap();
+    // `weights` naming a file elsewhere is refused before it is opened (it read /dev/zero until
+    // memory ran out), even with a matching seal.
+    for bad in ["/dev/zero", "../../etc/hostname", "sub/x.safetensors", ""] {
+        let mut m: encore::train::checkpoint::Meta = toml::from_str(&text).unwrap();
+        m.weights = bad.into();
+        std::fs::write(&meta, encore::train::checkpoint::sealed_text(&mut m, |m: &mut encore::train::checkpoint::Meta| &mut m.seal).unwrap()).unwrap();
+        let err = train::train(&config(sasrec(), 2), &data, &Device::Cpu, &opts).err().expect("a weights path elsewhere must be refused");
+        assert!(err.to_string().contains("must name a file next to it"), "{bad}: {err}");
+    }
+    std::fs::write(&meta, &text).unwrap();
 
     // A truncated weights file: named in the error.
     let weights = dir.path().join("checkpoints/epoch-0001.safetensors");

@@ -896,6 +896,8 @@ impl Checkpoints {
             valid_history: vec![0.25, 0.125],
             weights: String::new(),
             sha256: String::new(),
+            data: String::new(),
+            seal: String::new(),
             config: cfg.clone(),
         };
         let meta_path = checkpoint::write(&dir.0, "seed", &tensors, meta)?;
@@ -916,14 +918,22 @@ impl Checkpoints {
         let (toml, weights) = rest.split_at(len.min(rest.len()));
         let mut toml = toml.to_vec();
         if restamp {
+            // The weights' hash stamped in, and the TOML sealed again when it still parses, so
+            // that mutated weights reach the safetensors reader.
             let sha: String = Sha256::digest(weights).iter().map(|b| format!("{b:02x}")).collect();
-            toml = restamp_sha(&toml, &sha);
+            toml = match std::str::from_utf8(&toml).ok().and_then(|t| toml::from_str::<Meta>(t).ok()) {
+                Some(mut m) => {
+                    m.sha256 = sha;
+                    checkpoint::sealed_text(&mut m, |m: &mut Meta| &mut m.seal).map(String::into_bytes).unwrap_or(toml)
+                }
+                None => restamp_sha(&toml, &sha),
+            };
         }
         let meta_path = dir.write("case.toml", &toml);
         dir.write("seed.safetensors", weights);
         let mut run = || -> Result<(), crate::train::TrainError> {
             let (meta, tensors) = checkpoint::read(&meta_path, &Device::Cpu)?;
-            checkpoint::check_matches(&meta, &meta_path, &self.cfg, CHECKPOINT_ITEMS)?;
+            checkpoint::check_matches(&meta, &meta_path, &self.cfg, CHECKPOINT_ITEMS, "")?;
             checkpoint::load_params(&self.params, &tensors, &meta_path)?;
             self.opt.load_state(&tensors, meta.steps).map_err(|reason| crate::train::TrainError::Mismatch { path: meta_path.clone(), reason })?;
             Ok(())

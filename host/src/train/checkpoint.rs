@@ -158,6 +158,11 @@ pub fn read(meta_path: &Path, device: &Device) -> Result<(Meta, HashMap<String, 
         return Err(corrupt(meta_path, format!("format {} is not the format {FORMAT} this build reads", format.map_or("unknown".into(), |f| f.to_string()))));
     }
     let meta: Meta = parse_sealed(&text, meta_path, |m: &mut Meta| &mut m.seal)?;
+    // Only a file next to the TOML: a path elsewhere (`/dev/zero`, `../..`) is never opened.
+    let bare = Path::new(&meta.weights).file_name().is_some_and(|n| n == meta.weights.as_str()) && meta.weights != "..";
+    if !bare {
+        return Err(corrupt(meta_path, format!("`weights = {:?}` must name a file next to it", meta.weights)));
+    }
     let weights = meta_path.with_file_name(&meta.weights);
     let sha = sha256_file(&weights)?;
     if sha != meta.sha256 {

@@ -47,7 +47,8 @@ fn read_unguarded(path: &Path, n_items: Option<u32>) -> anyhow::Result<RankingsF
     // Read whole, then parsed from memory: parquet's thrift reader can take a corrupt page header
     // one byte at a time, a system call each from a file (a 1.3 KB file took 55 s).
     let file = bytes::Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    page_headers::check(&file, builder.metadata()).map_err(|why| anyhow::anyhow!("{}: corrupt Parquet page: {why}; write the file again", path.display()))?;
     let meta_n = builder.metadata().file_metadata().key_value_metadata().and_then(|kv| kv.iter().find(|e| e.key == N_ITEMS_KEY).and_then(|e| e.value.clone()));
     let n_items = match (n_items, meta_n) {
         (Some(n), _) => n,
@@ -195,4 +196,147 @@ pub fn write(path: &Path, users: &[String], ranked: &[Vec<u32>], targets: &[Vec<
         w.close()?;
         Ok(())
     })
+}
+
+/// Every page header of a Parquet file, walked before the Parquet reader decodes any: parquet
+/// 60.1 reads page headers from a stream, and a corrupt one can cost it a system call per byte
+/// (55 s for 1.3 KB) or a gigabyte of memory for a collection or page size it declares. Here
+/// each header is decoded (Thrift compact protocol) from the bytes of its column chunk, and a
+/// size that cannot fit there, a nesting deeper than 32 or a page declaring more than 64 MiB
+/// beyond 1,024 times its stored size is refused.
+mod page_headers {
+    use parquet::file::metadata::ParquetMetaData;
+
+    struct Walk<'a> {
+        buf: &'a [u8],
+        pos: usize,
+    }
+
+    impl Walk<'_> {
+        fn byte(&mut self) -> Result<u8, String> {
+            let b = *self.buf.get(self.pos).ok_or("a page header runs past its column chunk")?;
+            self.pos += 1;
+            Ok(b)
+        }
+        fn varint(&mut self) -> Result<u64, String> {
+            let mut v = 0u64;
+            for shift in (0..70).step_by(7) {
+                let b = self.byte()?;
+                v |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+                if b & 0x80 == 0 {
+                    return Ok(v);
+                }
+            }
+            Err("a varint longer than 10 bytes".into())
+        }
+        fn zigzag(&mut self) -> Result<i64, String> {
+            let v = self.varint()?;
+            Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+        }
+        fn skip(&mut self, n: u64) -> Result<(), String> {
+            let n = usize::try_from(n).map_err(|_| "a size beyond memory")?;
+            if n > self.buf.len() - self.pos {
+                return Err(format!("a field of {n} bytes where {} remain", self.buf.len() - self.pos));
+            }
+            self.pos += n;
+            Ok(())
+        }
+        /// Skips one value of compact type `t`.
+        fn value(&mut self, t: u8, depth: usize) -> Result<(), String> {
+            if depth > 32 {
+                return Err("nested deeper than 32".into());
+            }
+            match t {
+                1 | 2 => Ok(()),
+                3 => self.skip(1),
+                4..=6 => self.varint().map(drop),
+                7 => self.skip(8),
+                8 => {
+                    let n = self.varint()?;
+                    self.skip(n)
+                }
+                9 | 10 => {
+                    let h = self.byte()?;
+                    let n = match h >> 4 {
+                        15 => self.varint()?,
+                        n => u64::from(n),
+                    };
+                    if n > (self.buf.len() - self.pos) as u64 {
+                        return Err(format!("a list of {n} elements where {} bytes remain", self.buf.len() - self.pos));
+                    }
+                    (0..n).try_for_each(|_| if h & 0x0f <= 2 { self.skip(1) } else { self.value(h & 0x0f, depth + 1) })
+                }
+                11 => {
+                    let n = self.varint()?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if n > (self.buf.len() - self.pos) as u64 {
+                        return Err(format!("a map of {n} entries where {} bytes remain", self.buf.len() - self.pos));
+                    }
+                    let kv = self.byte()?;
+                    (0..n).try_for_each(|_| {
+                        self.value(kv >> 4, depth + 1)?;
+                        self.value(kv & 0x0f, depth + 1)
+                    })
+                }
+                12 => self.fields(depth + 1, |_, _, _| Ok(false)).map(drop),
+                t => Err(format!("unknown Thrift type {t}")),
+            }
+        }
+        /// Walks a struct's fields; `read(id, type, walk)` may consume a field itself (true).
+        fn fields(&mut self, depth: usize, mut read: impl FnMut(i16, u8, &mut Self) -> Result<bool, String>) -> Result<(), String> {
+            let mut id = 0i16;
+            loop {
+                let h = self.byte()?;
+                let t = h & 0x0f;
+                if t == 0 {
+                    return Ok(());
+                }
+                id = match h >> 4 {
+                    0 => i16::try_from(self.zigzag()?).map_err(|_| "a field id out of range")?,
+                    d => id.checked_add(i16::from(d)).ok_or("a field id out of range")?,
+                };
+                if !read(id, t, self)? {
+                    self.value(t, depth)?;
+                }
+            }
+        }
+    }
+
+    /// Walks every page of every column chunk of `file`.
+    pub fn check(file: &[u8], meta: &ParquetMetaData) -> Result<(), String> {
+        for rg in meta.row_groups() {
+            for col in rg.columns() {
+                let start = col.dictionary_page_offset().filter(|&d| d > 0).unwrap_or(col.data_page_offset());
+                let len = col.compressed_size();
+                let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) else { return Err("a column chunk at a negative offset".into()) };
+                let chunk = start.checked_add(len).and_then(|end| file.get(start..end)).ok_or("a column chunk past the end of the file")?;
+                let mut w = Walk { buf: chunk, pos: 0 };
+                while w.pos < chunk.len() {
+                    let (mut stored, mut declared, mut values) = (None, None, 0i64);
+                    w.fields(0, |id, t, w| match (id, t) {
+                        (2, 5) => w.zigzag().map(|v| declared = Some(v)).map(|_| true),
+                        (3, 5) => w.zigzag().map(|v| stored = Some(v)).map(|_| true),
+                        (5 | 7 | 8, 12) => w
+                            .fields(1, |id, t, w| match (id, t) {
+                                (1, 5) => w.zigzag().map(|v| values = v).map(|_| true),
+                                _ => Ok(false),
+                            })
+                            .map(|_| true),
+                        _ => Ok(false),
+                    })?;
+                    let (Some(stored), Some(declared)) = (stored, declared) else { return Err("a page header without its sizes".into()) };
+                    if stored < 0 || declared < 0 || values < 0 {
+                        return Err(format!("negative sizes (stored {stored}, declared {declared}, values {values})"));
+                    }
+                    if declared > (64 << 20) + 1024 * stored || values > (64 << 20) + 64 * declared {
+                        return Err(format!("a page of {stored} bytes declares {declared} bytes and {values} values"));
+                    }
+                    w.skip(stored as u64)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

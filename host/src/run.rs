@@ -581,11 +581,17 @@ pub fn run(
 /// belong to another config or data, and are kept rather than deleted.
 fn clear_stage(dir: &Path) -> anyhow::Result<()> {
     let stale = (0..).map(|i| dir.join(format!(".stale-{i}"))).find(|p| !p.exists()).context("a free .stale-N name")?;
-    for name in ["checkpoints", "best.toml", "best.safetensors", "checkpoint.toml", "checkpoint.safetensors"] {
-        let p = dir.join(name);
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map(|es| es.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n == "checkpoints" || n.starts_with("best.") || n.starts_with("checkpoint."))
+        .collect();
+    for name in names {
+        let p = dir.join(&name);
         if p.exists() {
             std::fs::create_dir_all(&stale).with_context(|| format!("creating {}", stale.display()))?;
-            std::fs::rename(&p, stale.join(name)).with_context(|| format!("moving {} into {}", p.display(), stale.display()))?;
+            std::fs::rename(&p, stale.join(&name)).with_context(|| format!("moving {} into {}", p.display(), stale.display()))?;
         }
     }
     Ok(())

@@ -105,15 +105,53 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<String,
     sha256_file(path)
 }
 
-/// Writes a checkpoint named `stem` (`stem.safetensors`, `stem.toml`) in `dir`.
+/// Writes `tensors` as the weights of checkpoint `stem` in `dir`, under a name of their own
+/// content (`stem.<sha>.safetensors`); returns the name and the SHA-256. The TOML that names them
+/// is then the one switch between two checkpoints: a run killed before it is rewritten leaves the
+/// old TOML naming the old weights, which [`finish_weights`] removes only afterwards.
+pub fn write_weights(dir: &Path, stem: &str, tensors: &[(String, Tensor)]) -> Result<(String, String), TrainError> {
+    let staging = dir.join(format!("{stem}.next.safetensors"));
+    let sha = save_tensors(&staging, tensors)?;
+    let name = format!("{stem}.{}.safetensors", &sha[..16]);
+    std::fs::rename(&staging, dir.join(&name)).map_err(io(format!("renaming {} to {name}", staging.display())))?;
+    Ok((name, sha))
+}
+
+/// After the TOML naming `current` is written: removes the other weights of `stem`, and points
+/// `stem.safetensors` (what tools open) at `current`.
+pub fn finish_weights(dir: &Path, stem: &str, current: &str) {
+    let stable = format!("{stem}.safetensors");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let versioned = name
+                .strip_prefix(&format!("{stem}."))
+                .and_then(|r| r.strip_suffix(".safetensors"))
+                .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if versioned && name != current {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let tmp = crate::io::temp_path(&dir.join(&stable));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(dir.join(current), &tmp).or_else(|_| std::fs::copy(dir.join(current), &tmp).map(drop)).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(&stable));
+    }
+}
+
+/// Writes a checkpoint named `stem` (`stem.toml`, its weights `stem.<sha>.safetensors`, and
+/// `stem.safetensors` linked to them) in `dir`.
 pub fn write(dir: &Path, stem: &str, tensors: &[(String, Tensor)], mut meta: Meta) -> Result<PathBuf, TrainError> {
-    let weights = dir.join(format!("{stem}.safetensors"));
-    meta.sha256 = save_tensors(&weights, tensors)?;
-    meta.weights = format!("{stem}.safetensors");
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let (name, sha) = write_weights(dir, stem, tensors)?;
+    meta.sha256 = sha;
+    meta.weights = name.clone();
     let text = sealed_text(&mut meta, |m: &mut Meta| &mut m.seal)?;
     let meta_path = dir.join(format!("{stem}.toml"));
     crate::io::write_atomic(&meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
         .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), cause: std::io::Error::other(format!("{e:#}")) })?;
+    finish_weights(dir, stem, &name);
     Ok(meta_path)
 }
 

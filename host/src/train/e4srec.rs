@@ -175,7 +175,8 @@ struct CheckpointMeta {
     losses: Vec<f64>,
     n_items: usize,
     model: String,
-    /// SHA-256 of `checkpoint.safetensors`.
+    /// The weights file next to it (`checkpoint.<sha>.safetensors`), and its SHA-256.
+    weights: String,
     sha256: String,
     /// The data it was trained on ([`SequenceData::digest`]).
     data: String,
@@ -278,7 +279,10 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
         if let Some(meta_path) = ckpt.as_ref().filter(|p| p.is_file()) {
             let meta = read_meta(meta_path)?;
             check_meta(&meta, meta_path, cfg, &model, &trained_on)?;
-            let st = meta_path.with_extension("safetensors");
+            if std::path::Path::new(&meta.weights).file_name().is_none_or(|n| n != meta.weights.as_str()) {
+                return Err(TrainError::Corrupt { path: meta_path.clone(), reason: format!("`weights = {:?}` must name a file next to it", meta.weights) });
+            }
+            let st = meta_path.with_file_name(&meta.weights);
             let (sha, _) = crate::artifact::sha256_file(&st).map_err(|e| TrainError::Corrupt { path: st.clone(), reason: format!("cannot read it: {e}") })?;
             if sha != meta.sha256 {
                 return Err(TrainError::Corrupt {
@@ -374,13 +378,14 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
                 if let Some(bs) = &best_state {
                     tensors.extend(bs.iter().map(|(n, t)| (format!("best.{n}"), t.clone())));
                 }
-                let sha256 = super::checkpoint::save_tensors(&dir.join("checkpoint.safetensors"), &tensors)?;
+                let (weights, sha256) = super::checkpoint::write_weights(dir, "checkpoint", &tensors)?;
                 let mut meta = CheckpointMeta {
                     steps: done,
                     best,
                     losses: losses.clone(),
                     n_items: model.n_items(),
                     model: model_name(cfg),
+                    weights: weights.clone(),
                     sha256,
                     data: trained_on.clone(),
                     seal: String::new(),
@@ -389,6 +394,7 @@ pub fn train(cfg: &E4SRecConfig, model: E4SRec, vars: Params, data: &SequenceDat
                 let text = super::checkpoint::sealed_text(&mut meta, |m: &mut CheckpointMeta| &mut m.seal)?;
                 crate::io::write_atomic(meta_path, |w| std::io::Write::write_all(w, text.as_bytes()))
                     .map_err(|e| TrainError::Io { context: format!("writing {}", meta_path.display()), cause: std::io::Error::other(format!("{e:#}")) })?;
+                super::checkpoint::finish_weights(dir, "checkpoint", &weights);
             }
             if opts.stop_after.is_some_and(|s| done >= s) {
                 break;

@@ -903,6 +903,12 @@ impl Checkpoints {
         let meta_path = checkpoint::write(&dir.0, "seed", &tensors, meta)?;
         let read = |p: &Path| std::fs::read(p).map_err(|cause| crate::train::TrainError::Io { context: format!("reading {}", p.display()), cause });
         let (toml, weights) = (read(&meta_path)?, read(&dir.path("seed.safetensors"))?);
+        // The TOML names its weights by content (`seed.<sha>.safetensors`); cases write the
+        // weights half as `seed.safetensors`, so the seed names that file, sealed again.
+        let mut m: Meta = toml::from_str(&String::from_utf8_lossy(&toml)).map_err(|e| crate::train::TrainError::Config(e.to_string()))?;
+        let _ = std::fs::remove_file(dir.path(&m.weights));
+        m.weights = "seed.safetensors".into();
+        let toml = checkpoint::sealed_text(&mut m, |m: &mut Meta| &mut m.seal)?.into_bytes();
         let seeds = vec![
             seed("checkpoint, hash re-stamped", checkpoint_bytes(true, &toml, &weights)),
             seed("checkpoint as written", checkpoint_bytes(false, &toml, &weights)),

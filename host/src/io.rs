@@ -60,3 +60,16 @@ pub fn physical_memory() -> Option<u64> {
     }
     None
 }
+
+/// Reads into `buf` until it is full or the input ends (a short read is not the end); returns the
+/// bytes read. For magic numbers and headers.
+pub fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

@@ -159,24 +159,13 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
 fn reader(mut f: File, path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
     let io = |cause| DataError::Io { file: path.to_path_buf(), cause };
     let mut magic = [0u8; 2];
-    let n = read_up_to(&mut f, &mut magic).map_err(io)?;
+    let n = crate::io::read_up_to(&mut f, &mut magic).map_err(io)?;
     let r = std::io::Cursor::new(magic).take(n as u64).chain(f);
     Ok(if n == 2 && magic == GZIP_MAGIC {
         Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, r))))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, r))
     })
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Reads and interns the log at `path`. `progress` is called now and then with bytes read.
@@ -191,7 +180,7 @@ pub fn ingest(path: &Path, opts: IngestOptions, progress: &mut dyn FnMut(u64)) -
     // only (a second open could wait forever for a writer).
     let plain = file.metadata().map_err(io)?.is_file() && {
         let mut magic = [0u8; 2];
-        let n = read_up_to(&mut file, &mut magic).map_err(io)?;
+        let n = crate::io::read_up_to(&mut file, &mut magic).map_err(io)?;
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         !(n == 2 && magic == GZIP_MAGIC)
     };

@@ -168,7 +168,7 @@ fn check_header(path: &Path, file: &mut File) -> Result<(), AudioError> {
     let header_err = |message: String| AudioError::Header { path: path.to_path_buf(), message };
     let size = file.metadata().map_err(io_err)?.len();
     let mut magic = [0u8; 4];
-    let n = read_up_to(file, &mut magic).map_err(io_err)?;
+    let n = crate::io::read_up_to(file, &mut magic).map_err(io_err)?;
     match &magic[..n] {
         b"RIFF" => check_wav_header(file, size).map_err(header_err),
         b"fLaC" => check_flac_header(file, size).map_err(header_err),
@@ -180,17 +180,6 @@ fn check_header(path: &Path, file: &mut File) -> Result<(), AudioError> {
             message: format!("unrecognised container: not a WAV, FLAC, MP3 or Ogg file (it starts with {m:02x?})"),
         }),
     }
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Reads the chunks of a RIFF/WAVE file up to `data` (after its first 4 bytes) and refuses what

@@ -18,6 +18,7 @@ pub mod math;
 pub mod models;
 pub mod plugins;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod train;
 pub mod unwind;

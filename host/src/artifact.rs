@@ -284,6 +284,38 @@ impl DirLock {
     }
 }
 
+/// A lock that waits: processes that need the same stage (grid cells on one machine, or Slurm
+/// array tasks on several nodes over a shared directory) queue on its file, so the first computes
+/// the stage and the others then find it done. It is a file of its own, never a directory's
+/// `.encore.lock`, which the stage's writer takes without waiting.
+#[derive(Debug)]
+pub struct StageLock {
+    _file: File,
+}
+
+impl StageLock {
+    /// Waits for `path` (created if needed) exclusively, for computing a stage.
+    pub fn exclusive(path: &Path) -> Result<StageLock, ArtifactError> {
+        let file = StageLock::open(path)?;
+        file.lock().map_err(io(format!("locking {}", path.display())))?;
+        Ok(StageLock { _file: file })
+    }
+
+    /// Waits for `path` shared, for reading what an exclusive holder writes.
+    pub fn shared(path: &Path) -> Result<StageLock, ArtifactError> {
+        let file = StageLock::open(path)?;
+        file.lock_shared().map_err(io(format!("locking {}", path.display())))?;
+        Ok(StageLock { _file: file })
+    }
+
+    fn open(path: &Path) -> Result<File, ArtifactError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(format!("opening {}", path.display())))
+    }
+}
+
 fn holder(lock: &Path) -> String {
     std::fs::read_to_string(lock).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into())
 }

@@ -74,6 +74,39 @@ impl SandboxArgs {
     fn dirs(&self) -> Vec<PathBuf> {
         discover::search_path(&self.plugin_dirs)
     }
+    /// The flags as given, for a child process (a grid cell) to get the same sandbox.
+    fn to_flags(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        for d in &self.plugin_dirs {
+            f.push("--plugins".into());
+            f.push(absolute(d).display().to_string());
+        }
+        let default = SandboxConfig::default();
+        if self.memory_mib != default.memory_mib {
+            f.push(format!("--memory-mib={}", self.memory_mib));
+        }
+        if self.fuel != default.fuel {
+            f.push(format!("--fuel={}", self.fuel));
+        }
+        for e in &self.grant_env {
+            f.push(format!("--grant-env={e}"));
+        }
+        if self.grant_clock {
+            f.push("--grant-clock".into());
+        }
+        if self.no_cache {
+            f.push("--no-cache".into());
+        }
+        for (name, path) in &self.models {
+            f.push(format!("--model-dir={name}={}", absolute(path).display()));
+        }
+        f
+    }
+}
+
+/// `p` made absolute against the current directory (for scripts that run elsewhere).
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The pipeline's steps.
@@ -81,6 +114,9 @@ impl SandboxArgs {
 pub enum Command {
     /// The pipeline end to end: prepare data, train encoders, evaluate them and a baseline.
     Run(RunArgs),
+    /// A grid of runs (LLM × encoder × modalities × fusion × completion × protocol × seed): shared
+    /// stages computed once, kill-safe cells, `--jobs N` on one machine or a Slurm job array.
+    Grid(GridArgs),
     /// Ingest, sessionize, split, inspect and synthesize listening logs.
     #[command(subcommand)]
     Data(crate::data::command::DataCommand),
@@ -117,6 +153,38 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_values_t = ["recall", "ndcg", "mrr"].map(String::from))]
     pub metrics: Vec<String>,
     /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `encore grid`.
+#[derive(Debug, Args)]
+pub struct GridArgs {
+    /// The grid config: a run config whose `[[encoder]]`/`[[llm]]` are named templates, plus
+    /// `[grid]` axes (docs/grid.md).
+    pub config: PathBuf,
+    /// Output directory, shared by every cell: data/, stages/, cells/, results, report.
+    #[arg(long, default_value = "runs/grid")]
+    pub out: PathBuf,
+    /// List the cells and which of their stages are done; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Cells run at once on this machine (each in its own process).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Run only cell I (0-based, as `--dry-run` lists them), e.g. one Slurm array task.
+    #[arg(long, value_name = "I")]
+    pub cell: Option<usize>,
+    /// Gather the finished cells into results.csv, results.parquet and the report; run nothing.
+    #[arg(long)]
+    pub collect: bool,
+    /// Write OUT/grid.sbatch, a Slurm job array with one task per cell, and say how to submit it.
+    #[arg(long)]
+    pub slurm: bool,
+    /// `cpu`, or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -221,6 +289,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin(&cli.sandbox, cmd),
         Command::Train(args) => train_encoder(&cli.sandbox, args),
         Command::Run(args) => run_pipeline(&cli.sandbox, args),
+        Command::Grid(args) => run_grid(&cli.sandbox, args),
         Command::Annotate(cmd) => crate::annotate::run(cmd),
     }
 }
@@ -366,6 +435,116 @@ fn run_pipeline(sandbox: &SandboxArgs, args: RunArgs) -> anyhow::Result<()> {
     print!("{}", crate::run::table(&reports));
     eprintln!("wrote {}", args.out.join("results.parquet").display());
     println!("report: {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+fn run_grid(sandbox: &SandboxArgs, args: GridArgs) -> anyhow::Result<()> {
+    use crate::grid;
+    let grid = grid::Grid::load(&args.config)?;
+    let out = absolute(&args.out);
+    if args.dry_run {
+        print!("{}", grid::dry_run(&grid, &out));
+        return Ok(());
+    }
+    if args.slurm {
+        let exe = std::env::current_exe().context("finding the encore binary")?;
+        let grid = grid::Grid { path: absolute(&grid.path), ..grid };
+        let script = grid::sbatch(&grid, &out, &exe, &sandbox.to_flags());
+        let path = out.join("grid.sbatch");
+        crate::io::write_atomic(&path, |w| std::io::Write::write_all(w, script.as_bytes()))?;
+        println!("wrote {} ({} array tasks, one per cell)", path.display(), grid.cells.len());
+        println!("submit:  sbatch {}", path.display());
+        println!("then:    {} grid {} --out {} --collect", exe.display(), grid.path.display(), out.display());
+        return Ok(());
+    }
+    let device = parse_device(&args.device)?;
+    let runtime = sandbox.runtime_over(&grid.base.sandbox)?;
+    let dirs = sandbox.dirs();
+    let env = grid::Env { runtime: &runtime, dirs: &dirs, device: &device, progress: !args.quiet };
+    if let Some(i) = args.cell {
+        let cell = grid.cell(i)?;
+        if !grid::run_or_record(&grid, cell, &out, &env)? {
+            bail!("cell {i} ({}) failed: {}", cell.id, out.join("failed").join(format!("{}.txt", cell.id)).display());
+        }
+        return Ok(());
+    }
+    if !args.collect {
+        if args.jobs <= 1 {
+            for cell in &grid.cells {
+                grid::run_or_record(&grid, cell, &out, &env)?;
+            }
+        } else {
+            run_cells_in_processes(&grid, &out, &args, sandbox)?;
+        }
+    }
+    let (rows, missing) = grid::collect(&grid, &out, &env)?;
+    let n_cells = grid.cells.len() - missing.len();
+    println!("{n_cells} of {} cells finished; {} result rows", grid.cells.len(), rows.len());
+    println!("wrote {} and {}", out.join("results.csv").display(), out.join("results.parquet").display());
+    println!("report: {}", out.join("report.md").display());
+    if !missing.is_empty() {
+        bail!(
+            "{} cells have no result ({}): see {} and {}; rerun to retry them",
+            missing.len(),
+            missing.join(", "),
+            out.join("failed").display(),
+            out.join("grid.log").display()
+        );
+    }
+    Ok(())
+}
+
+/// `--jobs N`: every cell in a child `encore grid --cell I`, N at a time, each logging into
+/// OUT/logs/<cell>.log. A child that dies without recording its failure is recorded here.
+fn run_cells_in_processes(grid: &crate::grid::Grid, out: &std::path::Path, args: &GridArgs, sandbox: &SandboxArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the encore binary")?;
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut pending: std::collections::VecDeque<&crate::grid::Cell> = grid.cells.iter().filter(|c| crate::grid::finished(out, c).is_none()).collect();
+    let mut running: Vec<(&crate::grid::Cell, std::process::Child)> = Vec::new();
+    while !pending.is_empty() || !running.is_empty() {
+        while running.len() < args.jobs {
+            let Some(cell) = pending.pop_front() else { break };
+            let log = std::fs::File::create(logs.join(format!("{}.log", cell.id))).with_context(|| format!("creating a log in {}", logs.display()))?;
+            let child = std::process::Command::new(&exe)
+                .arg("grid")
+                .arg(absolute(&grid.path))
+                .arg("--out")
+                .arg(out)
+                .arg("--cell")
+                .arg(cell.index.to_string())
+                .arg("--quiet")
+                .arg("--device")
+                .arg(&args.device)
+                .args(sandbox.to_flags())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?;
+            running.push((cell, child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut still = Vec::new();
+        for (cell, mut child) in running {
+            match child.try_wait()? {
+                Some(status) => {
+                    eprintln!("grid: cell {} {}: {}", cell.index, cell.id, if status.success() { "done".to_string() } else { format!("failed ({status})") });
+                    let failed = out.join("failed").join(format!("{}.txt", cell.id));
+                    if !status.success() && !failed.exists() {
+                        let text = format!(
+                            "cell {} ({})\nthe process exited with {status}; its log: {}\n",
+                            cell.index,
+                            cell.id,
+                            logs.join(format!("{}.log", cell.id)).display()
+                        );
+                        crate::io::write_atomic(&failed, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+                    }
+                }
+                None => still.push((cell, child)),
+            }
+        }
+        running = still;
+    }
     Ok(())
 }
 

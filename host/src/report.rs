@@ -111,7 +111,7 @@ pub fn markdown(r: &ReportInput) -> String {
     if !compared.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Against each model's baseline, case by case\n\nPaired bootstrap of the per-case difference; p adjusted by Holm–Bonferroni over every comparison; a gain is significant when the adjusted p < 0.05. Subsets: all test cases, long-tail targets, cold-start targets (never played in training).\n"
+            "\n## Against each model's baseline, case by case\n\nPaired bootstrap of the per-case difference; p adjusted by Holm–Bonferroni over the comparisons of the same subset and metric@k (one column); a gain is significant when the adjusted p < 0.05. Subsets: all test cases, long-tail targets, cold-start targets (never played in training).\n"
         );
         let _ = writeln!(out, "| model | subset | metric | n | value | baseline | difference [95% CI] | p (Holm) | verdict |");
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");

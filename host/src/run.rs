@@ -2,14 +2,13 @@
 //! sessions, split), train each configured ID encoder, and evaluate every encoder and a
 //! most-popular baseline on the same test cases through the metric plugins, with bootstrap
 //! confidence intervals.
-use crate::data::command::prepare_into;
-use crate::data::config::DataConfig;
 use crate::eval::compare::PerCase;
-use crate::eval::{self, bootstrap::Bootstrap, full_ranking, EvalReport, MetricSuite, RankOptions, Scorer};
+use crate::eval::{self, bootstrap::Bootstrap, EvalReport, MetricSuite};
 use crate::models::EncoderConfig;
+use crate::pipeline;
 use crate::plugins::{discover, PluginKind, Runtime, SandboxConfig};
 use crate::train::FusionConfig;
-use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainOptions, TrainParams};
+use crate::train::{self, EvalParams, SequenceData, TrainConfig, TrainParams};
 use anyhow::{bail, Context};
 use candle_core::Tensor;
 use serde::Deserialize;
@@ -180,7 +179,7 @@ impl RunEncoder {
         }
     }
     /// The training config it stands for, with the run's shared settings.
-    fn train_config(&self, cfg: &RunConfig) -> TrainConfig {
+    pub fn train_config(&self, cfg: &RunConfig) -> TrainConfig {
         TrainConfig { data: None, encoder: self.model.clone(), train: cfg.train.clone(), eval: cfg.eval.clone(), fusion: self.fusion.clone() }
     }
 }
@@ -234,7 +233,14 @@ impl RunConfig {
     /// become relative to the config's directory.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut cfg: RunConfig = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let cfg: RunConfig = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        cfg.resolved(path)
+    }
+
+    /// A config read from `path` (already parsed): relative paths are made relative to its
+    /// directory, and every cross-reference is checked, as [`RunConfig::load`] does.
+    pub fn resolved(mut self, path: &Path) -> anyhow::Result<Self> {
+        let cfg = &mut self;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.data.log, &mut cfg.data.config, &mut cfg.data.durations].into_iter().flatten() {
             if p.is_relative() {
@@ -265,7 +271,7 @@ impl RunConfig {
         }
         let mut names: Vec<String> = Vec::new();
         for e in &cfg.encoder {
-            e.train_config(&cfg).check().with_context(|| format!("in {}", path.display()))?;
+            e.train_config(cfg).check().with_context(|| format!("in {}", path.display()))?;
             let name = e.name();
             if names.contains(&name) {
                 bail!("{}: two [[encoder]] entries are both named `{name}`: give one a `name`", path.display());
@@ -307,45 +313,8 @@ impl RunConfig {
             }
             resolve_model(&z.model).with_context(|| format!("[[zero_shot]] `{}` in {}", z.name(), path.display()))?;
         }
-        Ok(cfg)
+        Ok(self)
     }
-}
-
-/// Scores every item by its number of training plays, the same for every user: a user vector
-/// `[1]` against the counts as 1-d item vectors.
-struct Popularity {
-    counts: Tensor,
-}
-
-impl Scorer for Popularity {
-    fn item_table(&self) -> &Tensor {
-        &self.counts
-    }
-    fn user_vectors(&self, users: &[usize]) -> anyhow::Result<Tensor> {
-        Ok(Tensor::ones((users.len(), 1), candle_core::DType::F32, self.counts.device())?)
-    }
-}
-
-/// A seeded random ranking: random user and item vectors.
-fn random_scorer(n_users: usize, n_items: usize, seed: u64) -> anyhow::Result<crate::eval::DotScorer> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut draw = |n: usize| -> Vec<f32> { (0..n * 16).map(|_| rng.random::<f32>() - 0.5).collect() };
-    let items = draw(n_items);
-    crate::eval::DotScorer::from_vecs(draw(n_users), items, 16, &candle_core::Device::Cpu)
-}
-
-/// The per-user series a finished suite kept, for paired comparisons.
-fn per_case(suite: &MetricSuite, metrics: &[String], ks: &[u32]) -> PerCase {
-    let mut out = Vec::new();
-    for m in metrics {
-        for &k in ks {
-            if let Some(v) = suite.per_user(m, k).filter(|v| !v.is_empty()) {
-                out.push((m.clone(), k, v.to_vec()));
-            }
-        }
-    }
-    out
 }
 
 /// Runs the pipeline with the plugins of `runtime` (the command line's sandbox flags over the
@@ -370,122 +339,56 @@ pub fn run(
     for (enc, f) in cfg.encoder.iter().filter_map(|e| e.fusion.as_ref().map(|f| (e, f))) {
         discover::find(runtime, dirs, &f.plugin, PluginKind::Fusion).with_context(|| format!("[[encoder]] `{}` in {}", enc.name(), config_path.display()))?;
     }
-
-    let mut data_cfg = match &cfg.data.config {
-        Some(p) => DataConfig::load(p)?,
-        None => DataConfig::default(),
-    };
-    if let Some(d) = &cfg.data.durations {
-        data_cfg.completion.durations = Some(d.clone());
-    }
     let prepared = out.join("data");
-    // The data stage is reused when its manifest records the same inputs, and verifies.
-    let reusable = crate::artifact::Manifest::verify(&prepared, crate::data::schema::PREPARED)
-        .ok()
-        .filter(|m| m.encore == env!("CARGO_PKG_VERSION") && m.inputs == crate::data::command::inputs(cfg.data.log.as_deref(), &data_cfg));
-    let crate::data::command::Prepared { dataset, splits, digest } = match reusable {
-        Some(_) => {
-            eprintln!("data: reusing {} (same log and data config; verified)", prepared.display());
-            crate::data::command::load_prepared(&prepared)?
-        }
-        None => prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), &prepared)?,
-    };
-    let data = SequenceData { digest, ..SequenceData::from_splits(dataset.items.len(), &splits) };
-    data.validate()?;
-    if data.test.is_empty() || data.valid.is_empty() {
-        bail!("the split left {} validation and {} test cases: use more data or other split settings", data.valid.len(), data.test.len());
-    }
-    eprintln!(
-        "{} items; {} training sequences; {} validation and {} test cases (each target position of a valid/test row, given the items before it)",
-        data.n_items,
-        data.train.len(),
-        data.valid.len(),
-        data.test.len()
-    );
-    if let Some(fc) = &cfg.features {
-        let max_failed = crate::features::extract::ExtractOptions::default().max_failed;
-        crate::features::command::extract_all(runtime, dirs, fc, &prepared, max_failed, progress)
-            .with_context(|| format!("[features] in {}", config_path.display()))?;
-    }
+    let staged = pipeline::data(cfg, &prepared)?;
+    let data = &staged.data;
+    eprintln!("{}", staged.summary());
+    pipeline::features(cfg, runtime, dirs, &prepared, progress).with_context(|| format!("[features] in {}", config_path.display()))?;
     // Every fusion plan and its features are checked before the first encoder trains.
-    let catalog: Vec<String> = dataset.items.iter().map(|i| i.track.id.clone()).collect();
-    let mut fusions = Vec::new();
-    for enc in &cfg.encoder {
-        fusions.push(match &enc.fusion {
-            Some(f) => {
-                let features = f.features.clone().unwrap_or_else(|| prepared.join("features"));
-                let spec = train::fusion::prepare(f, &features, &catalog, enc.model.item_dim(), runtime, dirs, device)
-                    .with_context(|| format!("[[encoder]] `{}` in {}", enc.name(), config_path.display()))?;
-                Some(spec)
-            }
-            None => None,
-        });
-    }
+    let fusions = pipeline::fusion_specs(cfg, &staged, &prepared, runtime, dirs, device).with_context(|| format!("in {}", config_path.display()))?;
     let bootstrap = (cfg.report.bootstrap > 0).then_some(Bootstrap { resamples: cfg.report.bootstrap, seed: cfg.report.seed, ..Bootstrap::default() });
+    let full = pipeline::Evaluation { plugins: &plugins, params: cfg.eval.clone(), metrics: &cfg.report.metrics, bootstrap };
+    let sampled = pipeline::Evaluation {
+        plugins: &plugins,
+        params: EvalParams { sampled_negatives: cfg.report.sampled_negatives, ..cfg.eval.clone() },
+        metrics: &cfg.report.metrics,
+        bootstrap,
+    };
     let mut reports = Vec::new();
     let mut cases: Vec<(String, PerCase)> = Vec::new();
-    let mut counts = vec![0f32; data.n_items];
-    for s in &data.train {
-        for &i in s {
-            counts[i as usize] += 1.0;
-        }
-    }
+    let counts = staged.counts();
+    let cpu = candle_core::Device::Cpu;
     if cfg.report.popularity_baseline {
-        let users = train::scoring::eval_users(&data.test);
-        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
-        let table = Tensor::from_vec(counts.clone(), (data.n_items, 1), &candle_core::Device::Cpu)?;
-        full_ranking(&Popularity { counts: table }, &users, &mut suite, opts)?;
-        cases.push(("MostPop".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
-        reports.push(("MostPop".to_string(), suite.finish(bootstrap)?));
+        let (report, per) = full.run(pipeline::Ranker::Scorer(&pipeline::Popularity::new(&counts)?), &data.test, data.n_items, &cpu)?;
+        cases.push(("MostPop".to_string(), per));
+        reports.push(("MostPop".to_string(), report));
     }
     if cfg.report.random_baseline {
         let users = train::scoring::eval_users(&data.test);
-        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-        let opts = RankOptions { batch_users: cfg.eval.batch_users.max(1), mask_seen: cfg.eval.mask_history };
-        full_ranking(&random_scorer(users.len(), data.n_items, cfg.report.seed)?, &users, &mut suite, opts)?;
-        cases.push(("Random".to_string(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
-        reports.push(("Random".to_string(), suite.finish(bootstrap)?));
+        let random = pipeline::random_scorer(users.len(), data.n_items, cfg.report.seed)?;
+        let (report, per) = full.run(pipeline::Ranker::Scorer(&random), &data.test, data.n_items, &cpu)?;
+        cases.push(("Random".to_string(), per));
+        reports.push(("Random".to_string(), report));
     }
-    let sampled_params = EvalParams { sampled_negatives: cfg.report.sampled_negatives, ..cfg.eval.clone() };
     let sampled_name = |name: &str| format!("{name} 1+{}", cfg.report.sampled_negatives);
     let mut tables: Vec<(String, Tensor)> = Vec::new();
     let mut kept_encoders: Vec<(String, Box<dyn crate::models::SeqEncoder>)> = Vec::new();
     let mut kept_llms: Vec<(String, crate::llm::e4srec::E4SRec)> = Vec::new();
     for (enc, fusion) in cfg.encoder.iter().zip(fusions) {
         let name = enc.name();
-        let tc = enc.train_config(cfg);
-        let dir = out.join(dir_name(&name));
+        let dir = out.join(pipeline::dir_name(&name));
         eprintln!("training {name} into {}", dir.display());
         // A finished stage is reused and a killed one continues, from the checkpoints of the same
         // config and data; those of another config or data are set aside and training starts anew.
-        let opts = TrainOptions { out_dir: Some(dir.clone()), resume: true, progress, fusion };
-        let trained = match train::train(&tc, &data, device, &opts) {
-            Err(train::TrainError::Mismatch { path, reason }) => {
-                eprintln!("{name}: {} is another run's ({reason}); training anew", path.display());
-                clear_stage(&dir)?;
-                train::train(&tc, &data, device, &opts)
-            }
-            r => r,
-        }
-        .with_context(|| format!("training {name} (config {})", config_path.display()))?;
-        if trained.resumed_from > 0 {
-            eprintln!("{name}: continued after epoch {} of {}, from {}", trained.resumed_from, tc.train.epochs, dir.display());
-        }
-        if let Some((v, e)) = trained.best {
-            eprintln!("{name}: best validation {} {v:.4} at epoch {e} of {}", cfg.train.valid_metric, trained.epochs);
-        }
-        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-        train::scoring::evaluate(trained.model.as_ref(), &data.test, &cfg.eval, &mut suite, device)?;
-        cases.push((name.clone(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
-        let report = suite.finish(bootstrap)?;
+        let (trained, _) = pipeline::encoder(enc, cfg, data, fusion, &dir, device, progress).with_context(|| format!("config {}", config_path.display()))?;
+        let (report, per) = full.run(pipeline::Ranker::Encoder(trained.model.as_ref()), &data.test, data.n_items, device)?;
+        cases.push((name.clone(), per));
         report.write_parquet(&dir.join("test_metrics.parquet"))?;
         train::export::item_embeddings(trained.model.as_ref(), &dir.join("item_embeddings"))?;
         reports.push((name.clone(), report));
         if cfg.report.sampled_negatives > 0 {
-            let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-            train::scoring::evaluate(trained.model.as_ref(), &data.test, &sampled_params, &mut suite, device)?;
-            reports.push((sampled_name(&name), suite.finish(bootstrap)?));
+            let (report, _) = sampled.run(pipeline::Ranker::Encoder(trained.model.as_ref()), &data.test, data.n_items, device)?;
+            reports.push((sampled_name(&name), report));
         }
         if cfg.llm.iter().any(|l| l.encoder == name) {
             tables.push((name.clone(), trained.model.embedding_table(None)?.narrow(0, 0, data.n_items)?.detach()));
@@ -496,38 +399,19 @@ pub fn run(
     }
     for l in &cfg.llm {
         let name = l.name();
-        let ecfg = l.e4srec_config()?;
         let items = tables.iter().find(|(n, _)| *n == l.encoder).map(|(_, t)| t.clone()).context("the encoder's item table")?;
-        let dir = out.join(dir_name(&name));
-        eprintln!("training {name} ({}, over {}'s item table) into {}", ecfg.model.display(), l.encoder, dir.display());
-        let mut vars = crate::models::Params::new(ecfg.train.seed, device);
-        let loaded =
-            crate::llm::load(&ecfg.model, device, Some(&ecfg.lora), &mut vars).with_context(|| format!("[[llm]] `{name}` in {}", config_path.display()))?;
-        let model = crate::llm::e4srec::E4SRec::new(loaded.model, &loaded.tokenizer, items, &ecfg.prompt, &mut vars)?;
-        // Resumed (or reused) from a checkpoint of the same config, data and encoder table, as the
-        // encoders are; another run's checkpoint is set aside first.
-        let opts = train::e4srec::E4SRecOptions { out_dir: Some(dir.clone()), resume: true, progress, stop_after: None };
-        if let Err(reason) = train::e4srec::check_resumable(&ecfg, &model, &data, &dir) {
-            eprintln!("{name}: {reason}; training anew");
-            clear_stage(&dir)?;
-        }
-        let trained = train::e4srec::train(&ecfg, model, vars, &data, &opts).with_context(|| format!("training {name} (config {})", config_path.display()))?;
-        if let Some((v, s)) = trained.best {
-            eprintln!("{name}: best validation {} {v:.4} at step {s} of {} ({:.0} s)", ecfg.train.valid_metric, ecfg.train.steps, trained.seconds);
-        }
-        train::e4srec::save(&trained, &ecfg, &dir)?;
+        let dir = out.join(pipeline::dir_name(&name));
+        eprintln!("training {name} ({}, over {}'s item table) into {}", l.model.display(), l.encoder, dir.display());
+        let (trained, _) = pipeline::e4srec(l, items, data, &dir, device, progress).with_context(|| format!("config {}", config_path.display()))?;
         let t0 = std::time::Instant::now();
-        let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-        train::e4srec::evaluate(&trained.model, &data.test, &cfg.eval, &mut suite)?;
+        let (report, per) = full.run(pipeline::Ranker::E4SRec(&trained.model), &data.test, data.n_items, device)?;
         eprintln!("{name}: test evaluation {:.0} s", t0.elapsed().as_secs_f64());
-        cases.push((name.clone(), per_case(&suite, &cfg.report.metrics, &cfg.eval.ks)));
-        let report = suite.finish(bootstrap)?;
+        cases.push((name.clone(), per));
         report.write_parquet(&dir.join("test_metrics.parquet"))?;
         reports.push((name.clone(), report));
         if cfg.report.sampled_negatives > 0 {
-            let mut suite = MetricSuite::new(&plugins, &cfg.eval.ks, data.n_items as u32)?;
-            train::e4srec::evaluate(&trained.model, &data.test, &sampled_params, &mut suite)?;
-            reports.push((sampled_name(&name), suite.finish(bootstrap)?));
+            let (report, _) = sampled.run(pipeline::Ranker::E4SRec(&trained.model), &data.test, data.n_items, device)?;
+            reports.push((sampled_name(&name), report));
         }
         if !cfg.zero_shot.is_empty() {
             kept_llms.push((name, trained.model));
@@ -535,8 +419,8 @@ pub fn run(
     }
     let mut zs_reports = Vec::new();
     if !cfg.zero_shot.is_empty() {
-        let texts: Vec<String> = dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
-        zs_reports = zero_shot(cfg, &plugins, &data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
+        let texts: Vec<String> = staged.prepared.dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
+        zs_reports = zero_shot(cfg, &plugins, data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
         write_results(&out.join("zero_shot_results.parquet"), &zs_reports)?;
         eprint!("{}", table(&zs_reports));
         eprintln!("wrote {}", out.join("zero_shot_results.parquet").display());
@@ -575,26 +459,6 @@ pub fn run(
     });
     crate::io::write_atomic(&out.join("report.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
     Ok(reports)
-}
-
-/// Moves a stage directory's checkpoints aside (`DIR/.stale-N/`) before it is trained anew: they
-/// belong to another config or data, and are kept rather than deleted.
-fn clear_stage(dir: &Path) -> anyhow::Result<()> {
-    let stale = (0..).map(|i| dir.join(format!(".stale-{i}"))).find(|p| !p.exists()).context("a free .stale-N name")?;
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .map(|es| es.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n == "checkpoints" || n.starts_with("best.") || n.starts_with("checkpoint."))
-        .collect();
-    for name in names {
-        let p = dir.join(&name);
-        if p.exists() {
-            std::fs::create_dir_all(&stale).with_context(|| format!("creating {}", stale.display()))?;
-            std::fs::rename(&p, stale.join(&name)).with_context(|| format!("moving {} into {}", p.display(), stale.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Each `[[zero_shot]]` next to every other model, on its seeded subset of the test cases and its
@@ -639,11 +503,11 @@ fn zero_shot(
         let suite = || MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32);
         let cpu = candle_core::Device::Cpu;
         let mut s = suite()?;
-        let pop = Popularity { counts: Tensor::from_vec(counts.to_vec(), (data.n_items, 1), &cpu)? };
+        let pop = pipeline::Popularity::new(counts)?;
         train::scoring::sampled(&pop, &cases, &params, &mut s, &cpu)?;
         reports.push((label("MostPop"), s.finish(bootstrap)?));
         let mut s = suite()?;
-        train::scoring::sampled(&random_scorer(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
+        train::scoring::sampled(&pipeline::random_scorer(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
         reports.push((label("Random"), s.finish(bootstrap)?));
         for (name, m) in encoders {
             let mut s = suite()?;
@@ -667,11 +531,6 @@ fn zero_shot(
         reports.push((label(&z.name()), s.finish(bootstrap)?));
     }
     Ok(reports)
-}
-
-/// A name like "SASRec+A/L/M" becomes the directory `sasrec-a-l-m`.
-fn dir_name(name: &str) -> String {
-    name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
 /// One row per model: `model` then `metric@k` columns, each `value ±half-width` of the interval.

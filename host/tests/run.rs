@@ -204,7 +204,7 @@ sampled_negatives = 99
     let (stdout2, stderr2) = (String::from_utf8_lossy(&o2.stdout), String::from_utf8_lossy(&o2.stderr));
     assert!(o2.status.success(), "{stderr2}");
     assert_eq!(stdout2, stdout, "a rerun gives the same table");
-    assert!(stderr2.contains("data: reusing") && stderr2.contains("GRU4Rec: continued after epoch 1 of 1"), "{stderr2}");
+    assert!(stderr2.contains("data: reusing") && stderr2.contains("GRU4Rec: finished before (epoch 1 of 1)"), "{stderr2}");
     assert!(stderr2.contains("resuming E4SRec from step 6") && !stderr2.contains("training anew"), "{stderr2}");
     // One more epoch: the encoder continues from its checkpoint, and E4SRec, whose item table
     // changed with it, sets the old checkpoint aside and trains anew.

@@ -113,16 +113,24 @@ pub fn compare(models: &[(String, PerCase)], baselines: &[(String, Option<String
     rows
 }
 
-/// Holm–Bonferroni: the i-th smallest of m p-values is multiplied by (m − i), made monotone.
+/// Holm–Bonferroni within each family of comparisons: the rows of one subset and metric@k (one
+/// column of a results table). In a family of m p-values the i-th smallest is multiplied by
+/// (m − i), made monotone.
 fn holm(rows: &mut [Row]) {
-    let mut idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].p_value.is_some()).collect();
-    idx.sort_by(|&a, &b| rows[a].p_value.unwrap_or(1.0).total_cmp(&rows[b].p_value.unwrap_or(1.0)));
-    let m = idx.len();
-    let mut running: f64 = 0.0;
-    for (rank, &i) in idx.iter().enumerate() {
-        let adj = (rows[i].p_value.unwrap_or(1.0) * (m - rank) as f64).min(1.0);
-        running = running.max(adj);
-        rows[i].p_holm = Some(running);
+    let mut families: Vec<(&'static str, String, u32)> = rows.iter().map(|r| (r.subset, r.metric.clone(), r.k)).collect();
+    families.sort();
+    families.dedup();
+    for (subset, metric, k) in families {
+        let mut idx: Vec<usize> =
+            (0..rows.len()).filter(|&i| rows[i].p_value.is_some() && rows[i].subset == subset && rows[i].metric == metric && rows[i].k == k).collect();
+        idx.sort_by(|&a, &b| rows[a].p_value.unwrap_or(1.0).total_cmp(&rows[b].p_value.unwrap_or(1.0)));
+        let m = idx.len();
+        let mut running: f64 = 0.0;
+        for (rank, &i) in idx.iter().enumerate() {
+            let adj = (rows[i].p_value.unwrap_or(1.0) * (m - rank) as f64).min(1.0);
+            running = running.max(adj);
+            rows[i].p_holm = Some(running);
+        }
     }
 }
 
@@ -219,5 +227,12 @@ mod tests {
         holm(&mut rows);
         let adj: Vec<f64> = rows.iter().map(|r| r.p_holm.unwrap()).collect();
         assert!((adj[1] - 0.03).abs() < 1e-12 && (adj[2] - 0.06).abs() < 1e-12 && (adj[0] - 0.06).abs() < 1e-12, "{adj:?}");
+        // Another metric@k is another family: its p-values do not count against these.
+        let mut rows = vec![row(0.01), Row { k: 2, ..row(0.01) }, Row { subset: "tail", ..row(0.01) }];
+        holm(&mut rows);
+        assert!(rows.iter().all(|r| r.p_holm == Some(0.01)), "{rows:?}");
+        let mut rows = vec![row(0.01), row(0.01)];
+        holm(&mut rows);
+        assert!(rows.iter().all(|r| r.p_holm == Some(0.02)), "{rows:?}");
     }
 }

@@ -282,6 +282,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_grid_still_makes_both_reports() {
+        let page = html(&grid_report(&[], &[]));
+        assert!(page.contains("<h1>grid &lt;1&gt;</h1>") && !page.contains("<table") && !page.contains("<svg"));
+        assert!(grid_markdown(&grid_report(&[], &[])).starts_with("# grid <1>"));
+    }
+
+    #[test]
     fn grid_markdown_keeps_table_cells_whole() {
         let mut rows = grid();
         rows.iter_mut().filter(|r| r.encoder == "GRU4Rec").for_each(|r| r.encoder = "GRU|4\nRec".into());

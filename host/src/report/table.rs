@@ -149,7 +149,11 @@ fn verdict(rows: &[&ResultRow]) -> Verdict {
 /// The paper's table of `protocol` × `metric`@`k`.
 pub(crate) fn paper_table(all: &[ResultRow], protocol: &str, metric: &str, k: u32) -> PaperTable {
     let rows: Vec<&ResultRow> = all.iter().filter(|r| r.protocol == protocol && r.metric == metric && r.k == k).collect();
-    let columns = unique(rows.iter().filter(|r| !is_baseline(r)).map(|r| r.variant.clone()));
+    let mut columns = unique(rows.iter().filter(|r| !is_baseline(r)).map(|r| r.variant.clone()));
+    if columns.is_empty() {
+        // Baselines alone: their one column.
+        columns.push("value".to_string());
+    }
     let reference = reference_column(all, &rows, &columns);
     let keys = |baseline: bool| unique(rows.iter().filter(|r| is_baseline(r) == baseline).map(|r| (r.llm.clone(), r.encoder.clone())));
     let group = |llm: &str, encoder: &str, variant: &str| -> Vec<&ResultRow> {
@@ -179,11 +183,11 @@ pub(crate) fn paper_table(all: &[ResultRow], protocol: &str, metric: &str, k: u3
     }
     for (llm, encoder) in keys(true) {
         let value = mean(group(&llm, &encoder, "-").iter().map(|r| r.value));
-        let mut cells = vec![None; columns.len().max(1)];
+        let mut cells = vec![None; columns.len()];
         cells[reference] = Some(Cell { value, change: None, verdict: Verdict::Reference, best: false });
         table_rows.push(Row { llm, encoder, baseline: true, cells });
     }
-    for c in 0..columns.len().max(1) {
+    for c in 0..columns.len() {
         let best = table_rows.iter().filter_map(|r| r.cells[c].as_ref()).map(|x| x.value).filter(|v| !v.is_nan()).fold(f64::NEG_INFINITY, f64::max);
         for r in &mut table_rows {
             if let Some(x) = r.cells[c].as_mut() {
@@ -379,6 +383,15 @@ pub(crate) mod tests {
         let t = paper_table(&rows, FULL, "recall", 10);
         assert_eq!(t.columns[t.reference], "IDs");
         assert_ne!(t.reference, 0);
+    }
+
+    #[test]
+    fn baselines_alone_make_a_one_column_table() {
+        let rows = [row("-", "MostPop", "-", 0, FULL, "recall", 10, 0.1, None), row("-", "Random", "-", 0, FULL, "recall", 10, 0.01, None)];
+        let t = paper_table(&rows, FULL, "recall", 10);
+        assert_eq!(t.columns, ["value"]);
+        assert_eq!(t.rows.iter().map(|r| r.cells.len()).collect::<Vec<_>>(), [1, 1]);
+        assert!(t.rows[0].cells[0].as_ref().unwrap().best);
     }
 
     #[test]

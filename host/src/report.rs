@@ -13,8 +13,6 @@ mod html;
 mod plots;
 mod table;
 
-pub use plots::PlotError;
-
 /// What a grid's report is drawn from.
 pub struct GridReport<'a> {
     /// The report's title.

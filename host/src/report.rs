@@ -1,9 +1,107 @@
 //! `report.md`: what `encore run` measured, as a researcher reads it. Every number comes from
 //! the same reports and comparisons as `results.parquet` and `comparisons.parquet`; nothing is
 //! computed here but ratios.
+//!
+//! A grid's report ([`grid_markdown`], [`html()`]) is drawn from its [`ResultRow`]s alone: the
+//! paper's table ([`table`]), its plots ([`plots`]) and `report.html` ([`html()`]'s page).
 use crate::eval::compare::Row;
 use crate::eval::EvalReport;
+use crate::results::ResultRow;
 use std::fmt::Write;
+
+mod html;
+mod plots;
+mod table;
+
+/// What a grid's report is drawn from.
+pub struct GridReport<'a> {
+    /// The report's title.
+    pub title: &'a str,
+    /// The config that ran (its path).
+    pub config: &'a str,
+    /// One line on the data (items, training sequences, test cases).
+    pub data: &'a str,
+    /// One row per cell × protocol × metric@k.
+    pub rows: &'a [ResultRow],
+    /// Lines the report shows under its title (cells that failed, caveats).
+    pub notes: &'a [String],
+}
+
+/// A markdown table cell: `|` and line breaks would end it.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// A grid's `report.md`: the paper's table per protocol × metric@k, and how much each sampled
+/// protocol inflates the numbers. The plots are in [`html()`].
+pub fn grid_markdown(r: &GridReport) -> String {
+    let rows = r.rows;
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n\nConfig: `{}`. {}\n", r.title.replace('\n', " "), r.config.replace('`', "'"), r.data);
+    for n in r.notes {
+        let _ = writeln!(out, "- {}", n.replace('\n', " "));
+    }
+    if !r.notes.is_empty() {
+        out.push('\n');
+    }
+    let protocols = table::protocols(rows);
+    for p in &protocols {
+        let tables: Vec<table::PaperTable> = table::metrics(rows, p).iter().map(|(m, k)| table::paper_table(rows, p, m, *k)).collect();
+        let Some(first) = tables.first() else { continue };
+        let reference = first.columns.get(first.reference).map_or("ID only", String::as_str);
+        let _ = writeln!(out, "## The paper's table: {}\n\n{}\n", html::protocol_name(p), table::caption(rows, reference));
+        for t in &tables {
+            let _ = writeln!(out, "### {}@{} ({})\n", md(&t.metric), t.k, md(p));
+            let _ = writeln!(out, "| LLM | encoder | {} |", t.columns.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
+            let _ = writeln!(out, "|---|---|{}", "---|".repeat(t.columns.len()));
+            for row in &t.rows {
+                let cells: Vec<String> = row
+                    .cells
+                    .iter()
+                    .map(|c| {
+                        let Some(c) = c else { return "–".into() };
+                        let value = if c.best { format!("**{}**", table::num(c.value)) } else { table::num(c.value) };
+                        let mark = table::mark(c.verdict);
+                        match c.change {
+                            Some(ch) if mark == "*" => format!("{value} ({}*)", table::percent(ch)),
+                            Some(ch) if !mark.is_empty() => format!("{value} ({}, {mark})", table::percent(ch)),
+                            Some(ch) => format!("{value} ({})", table::percent(ch)),
+                            None if mark == "n.s." => format!("{value} (n.s.)"),
+                            None => value,
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {} | {} | {} |", md(&row.llm), md(&row.encoder), cells.join(" | "));
+            }
+            out.push('\n');
+        }
+    }
+    let full = table::metrics(rows, table::FULL);
+    for p in protocols.iter().filter(|p| *p != table::FULL) {
+        let metrics: Vec<(String, u32)> = table::metrics(rows, p).into_iter().filter(|mk| full.contains(mk)).collect();
+        if metrics.is_empty() {
+            continue;
+        }
+        let pairs: Vec<Vec<table::Pair>> = metrics.iter().map(|(m, k)| table::full_vs_sampled(rows, p, m, *k)).collect();
+        let _ = writeln!(out, "## How much {p} inflates the numbers (sampled ÷ full ranking, means over seeds)\n");
+        let _ = writeln!(out, "| cell | {} |", metrics.iter().map(|(m, k)| format!("{}@{k}", md(m))).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(metrics.len()));
+        for key in table::unique(pairs.iter().flatten().map(|x| x.key.clone())) {
+            let cells: Vec<String> =
+                pairs.iter().map(|ps| ps.iter().find(|x| x.key == key).and_then(|x| x.inflation()).map_or("–".into(), |f| format!("{f:.2}×"))).collect();
+            let _ = writeln!(out, "| {} | {} |", md(&table::label(&key.0, &key.1, &key.2)), cells.join(" | "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A grid's `report.html`: one self-contained page (inline CSS and SVG, no script, no URL) with
+/// the paper's tables, each cell's interval per metric@k under full ranking, and full ranking
+/// against each sampled protocol. A plot that cannot be drawn is replaced by its error.
+pub fn html(r: &GridReport) -> String {
+    html::page(r)
+}
 
 /// What the report is made of.
 pub struct ReportInput<'a> {
@@ -147,8 +245,83 @@ pub fn markdown(r: &ReportInput) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::table::tests::{cell_rows, row};
     use super::*;
     use crate::eval::report::MetricResult;
+
+    /// qwen × SASRec and GRU4Rec under full ranking with MostPop, and qwen × SASRec under 1+199.
+    fn grid() -> Vec<ResultRow> {
+        let mut rows = cell_rows("qwen", "SASRec", "full", [0.20, 0.22], &[("+A/L/M", [0.22, 0.24], [0.01, 0.02]), ("+A/L/M+CR", [0.25, 0.25], [0.01, 0.30])]);
+        rows.extend(cell_rows("qwen", "GRU4Rec", "full", [0.10, 0.10], &[("+A/L/M", [0.09, 0.09], [0.001, 0.001]), ("+A/L/M+CR", [0.30, 0.22], [0.04, 0.04])]));
+        rows.push(row("-", "MostPop", "-", 0, "full", "recall", 10, 0.12, None));
+        rows.extend(cell_rows("qwen", "SASRec", "1+199", [0.60, 0.62], &[("+A/L/M", [0.7, 0.7], [0.01, 0.01])]));
+        rows
+    }
+
+    fn grid_report<'a>(rows: &'a [ResultRow], notes: &'a [String]) -> GridReport<'a> {
+        GridReport { title: "grid <1>", config: "grid.toml", data: "50 items.", rows, notes }
+    }
+
+    #[test]
+    fn grid_markdown_is_the_paper_table_with_changes_the_best_and_significance() {
+        let rows = grid();
+        let md = grid_markdown(&grid_report(&rows, &["cell x failed".to_string()]));
+        let lines: Vec<&str> = md.lines().collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l).unwrap_or_else(|| panic!("no line {l:?} in\n{md}"));
+        let header = at("| LLM | encoder | ID only | +A/L/M | +A/L/M+CR |");
+        assert_eq!(lines[header + 2], "| qwen | SASRec | **0.2100** | **0.2300** (+9.5%*) | 0.2500 (+19.0%, n.s.) |");
+        assert_eq!(lines[header + 3], "| qwen | GRU4Rec | 0.1000 | 0.0900 (-10.0%, sig. loss) | **0.2600** (+160.0%*) |");
+        assert_eq!(lines[header + 4], "| - | MostPop | 0.1200 | – | – |");
+        assert!(at("### recall@10 (full)") < header && header < at("### recall@10 (1+199)"));
+        assert!(md.contains("the holm correction") && md.contains("bootstrap 95%") && md.contains("- cell x failed"), "{md}");
+        assert!(at("| LLM | encoder | ID only | +A/L/M |") > header, "the sampled table has its own columns");
+        at("| qwen · SASRec · ID only | 2.90× |");
+        at("| qwen · SASRec · +A/L/M | 3.04× |");
+    }
+
+    #[test]
+    fn an_empty_grid_still_makes_both_reports() {
+        let page = html(&grid_report(&[], &[]));
+        assert!(page.contains("<h1>grid &lt;1&gt;</h1>") && !page.contains("<table") && !page.contains("<svg"));
+        assert!(grid_markdown(&grid_report(&[], &[])).starts_with("# grid <1>"));
+    }
+
+    #[test]
+    fn grid_markdown_keeps_table_cells_whole() {
+        let mut rows = grid();
+        rows.iter_mut().filter(|r| r.encoder == "GRU4Rec").for_each(|r| r.encoder = "GRU|4\nRec".into());
+        let md = grid_markdown(&grid_report(&rows, &[]));
+        assert!(md.contains("| qwen | GRU\\|4 Rec | 0.1000 |"), "{md}");
+    }
+
+    #[test]
+    fn html_is_self_contained_escaped_and_has_one_plot_per_metric_and_protocol() {
+        let mut rows = grid();
+        rows.iter_mut().filter(|r| r.encoder == "GRU4Rec").for_each(|r| {
+            r.llm = "<script>alert(1)</script>".into();
+            r.cell = format!("\"{}&'", r.cell);
+        });
+        let page = html(&grid_report(&rows, &["<b>note</b>".to_string()]));
+        assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+        assert!(!page.contains("<script") && !page.contains("<b>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && page.contains("&lt;b&gt;note&lt;/b&gt;") && page.contains("grid &lt;1&gt;"));
+        assert!(!page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "").contains("http"), "no URL");
+        assert!(!page.contains("src=") && !page.contains("href=") && !page.contains("url("));
+        // One interval plot (recall@10, full) and one full-against-sampled plot.
+        assert_eq!(page.matches("<svg").count(), 2);
+        assert_eq!(page.matches("<figure class=\"plot ci\"").count(), 1);
+        assert_eq!(page.matches("<figure class=\"plot full-vs-sampled\"").count(), 1);
+        // Two paper tables: 3 rows × 3 columns under full ranking, 1 × 2 under 1+199.
+        let tables: Vec<&str> = page.split("<table class=\"paper\"").skip(1).map(|t| &t[..t.find("</table>").unwrap()]).collect();
+        assert_eq!(tables.iter().map(|t| t.matches("<td").count()).collect::<Vec<_>>(), [9, 2]);
+        assert!(tables[0].contains("<td class=\"best reference\"><strong class=\"best\">0.2100</strong></td>"), "{}", tables[0]);
+        assert!(tables[0].contains("0.2500 <span class=\"change\">(+19.0%)</span> <span class=\"ns\">n.s.</span>"), "{}", tables[0]);
+        assert!(tables[0].contains("<span class=\"loss\">sig. loss</span>"));
+        assert!(page.contains("<td>2.90×</td>"));
+        // One dot per full-ranking recall@10 row: 2 encoders × 3 variants × 2 seeds, and MostPop.
+        let ci = &page[page.find("plot ci").unwrap()..page.find("plot full-vs-sampled").unwrap()];
+        assert_eq!(ci.matches("<circle").count(), 13 + 4, "13 cells and 4 legend marks (3 variants, MostPop)");
+    }
 
     fn report(values: &[(&str, u32, f64)]) -> EvalReport {
         EvalReport {

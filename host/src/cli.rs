@@ -452,6 +452,9 @@ fn run_grid(sandbox: &SandboxArgs, args: GridArgs) -> anyhow::Result<()> {
         let script = grid::sbatch(&grid, &out, &exe, &sandbox.to_flags());
         let path = out.join("grid.sbatch");
         crate::io::write_atomic(&path, |w| std::io::Write::write_all(w, script.as_bytes()))?;
+        // Slurm opens each task's --output file before the task runs: its directory must exist.
+        let logs = out.join("slurm");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         println!("wrote {} ({} array tasks, one per cell)", path.display(), grid.cells.len());
         println!("submit:  sbatch {}", path.display());
         println!("then:    {} grid {} --out {} --collect", exe.display(), grid.path.display(), out.display());
@@ -480,7 +483,7 @@ fn run_grid(sandbox: &SandboxArgs, args: GridArgs) -> anyhow::Result<()> {
     let (rows, missing) = grid::collect(&grid, &out, &env)?;
     let n_cells = grid.cells.len() - missing.len();
     println!("{n_cells} of {} cells finished; {} result rows", grid.cells.len(), rows.len());
-    println!("wrote {} and {}", out.join("results.csv").display(), out.join("results.parquet").display());
+    println!("wrote {}, {} and {}", out.join("results.csv").display(), out.join("results.parquet").display(), out.join("report.html").display());
     println!("report: {}", out.join("report.md").display());
     if !missing.is_empty() {
         bail!(

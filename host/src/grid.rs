@@ -827,54 +827,12 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
     crate::results::write_parquet(&out.join("results.parquet"), &rows)?;
     crate::eval::compare::write_parquet(&out.join("comparisons.parquet"), &comparisons)?;
     let notes: Vec<String> = missing.iter().map(|m| format!("cell `{m}` has no result (failed or not run yet; see failed/ and grid.log)")).collect();
-    let md = report_markdown(grid, &staged.summary(), &rows, &notes);
+    let config = grid.path.display().to_string();
+    let summary = format!("{}.", staged.summary());
+    let report = crate::report::GridReport { title: "encore grid report", config: &config, data: &summary, rows: &rows, notes: &notes };
+    let md = crate::report::grid_markdown(&report);
     crate::io::write_atomic(&out.join("report.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
+    let html = crate::report::html(&report);
+    crate::io::write_atomic(&out.join("report.html"), |w| std::io::Write::write_all(w, html.as_bytes()))?;
     Ok((rows, missing))
-}
-
-/// `report.md` of a grid: the results table, one line per cell × protocol at every metric@k.
-fn report_markdown(grid: &Grid, data: &str, rows: &[ResultRow], notes: &[String]) -> String {
-    use std::fmt::Write;
-    let mut out = format!("# encore grid report\n\nConfig: `{}`. {data}.\n\n", grid.path.display());
-    let cols: Vec<(String, u32)> = {
-        let mut v: Vec<(String, u32)> = Vec::new();
-        for r in rows {
-            if !v.iter().any(|(m, k)| *m == r.metric && *k == r.k) {
-                v.push((r.metric.clone(), r.k));
-            }
-        }
-        v
-    };
-    let _ = writeln!(
-        out,
-        "| cell | LLM | encoder | variant | seed | protocol | {} |",
-        cols.iter().map(|(m, k)| format!("{m}@{k}")).collect::<Vec<_>>().join(" | ")
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|{}", "---|".repeat(cols.len()));
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for r in rows {
-        if seen.contains(&(r.cell.as_str(), r.protocol.as_str())) {
-            continue;
-        }
-        seen.push((&r.cell, &r.protocol));
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|(m, k)| match rows.iter().find(|x| x.cell == r.cell && x.protocol == r.protocol && x.metric == *m && x.k == *k) {
-                Some(x) => {
-                    let sig = match (x.diff, x.p_adjusted) {
-                        (Some(d), Some(p)) if p < 0.05 => format!(" ({d:+.4}, p={p:.3})"),
-                        (Some(d), Some(p)) => format!(" ({d:+.4}, n.s. p={p:.3})"),
-                        _ => String::new(),
-                    };
-                    format!("{:.4}{sig}", x.value)
-                }
-                None => "–".into(),
-            })
-            .collect();
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} |", r.cell, r.llm, r.encoder, r.variant, r.seed, r.protocol, cells.join(" | "));
-    }
-    for n in notes {
-        let _ = writeln!(out, "\n- {n}");
-    }
-    out
 }

@@ -458,7 +458,74 @@ pub fn run(
         zero_shot: &zs_reports,
     });
     crate::io::write_atomic(&out.join("report.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
+    // report.html: the same numbers in the paper's layout, with plots.
+    let result_rows = result_rows(cfg, &reports, &rows);
+    let config = config_path.display().to_string();
+    let summary = format!("{}.", staged.summary());
+    let html = crate::report::html(&crate::report::GridReport { title: "encore report", config: &config, data: &summary, rows: &result_rows, notes: &[] });
+    crate::io::write_atomic(&out.join("report.html"), |w| std::io::Write::write_all(w, html.as_bytes()))?;
     Ok(reports)
+}
+
+/// A run's reports as result rows: each model's LLM (`-` for none), encoder kind and variant
+/// (`ID only`, or `+` the fused modalities' initials, `+CR` with the completion input), its
+/// protocol (rows named `<model> 1+N` are the sampled protocol), and its comparison with its
+/// baseline over all test cases.
+fn result_rows(cfg: &RunConfig, reports: &[(String, EvalReport)], comparisons: &[crate::eval::compare::Row]) -> Vec<crate::results::ResultRow> {
+    let variant = |e: &RunEncoder| {
+        let mods = e.fusion.as_ref().map(|f| f.modalities.clone()).unwrap_or_default();
+        let mut v = if mods.is_empty() {
+            "ID only".to_string()
+        } else {
+            format!(
+                "+{}",
+                mods.iter().map(|m| m.chars().next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default()).collect::<Vec<_>>().join("/")
+            )
+        };
+        if e.model.completion() == crate::models::CompletionMode::Embed {
+            v = if mods.is_empty() { "ID+CR".into() } else { format!("{v}+CR") };
+        }
+        v
+    };
+    let sampled = format!(" 1+{}", cfg.report.sampled_negatives);
+    let mut out = Vec::new();
+    for (name, report) in reports {
+        let (model, protocol) = match name.strip_suffix(&sampled) {
+            Some(m) if cfg.report.sampled_negatives > 0 => (m, sampled.trim().to_string()),
+            _ => (name.as_str(), "full".to_string()),
+        };
+        let enc = cfg.encoder.iter().find(|e| e.name() == model);
+        let llm = cfg.llm.iter().find(|l| l.name() == model);
+        let enc_of_llm = llm.and_then(|l| cfg.encoder.iter().find(|e| e.name() == l.encoder));
+        let (llm_name, encoder, variant) = match (enc, llm, enc_of_llm) {
+            (Some(e), _, _) => ("-".to_string(), e.model.name().to_string(), variant(e)),
+            (None, Some(l), Some(e)) => (l.model.display().to_string(), e.model.name().to_string(), variant(e)),
+            _ => ("-".to_string(), model.to_string(), "-".to_string()),
+        };
+        for r in &report.results {
+            let cmp = comparisons.iter().find(|c| c.model == name.as_str() && c.subset == "all" && c.metric == r.metric && c.k == r.k && c.baseline.is_some());
+            out.push(crate::results::ResultRow {
+                cell: name.clone(),
+                llm: llm_name.clone(),
+                encoder: encoder.clone(),
+                variant: variant.clone(),
+                seed: cfg.train.seed,
+                protocol: protocol.clone(),
+                metric: r.metric.clone(),
+                k: r.k,
+                value: r.value,
+                ci: r.ci,
+                n_cases: r.n_users,
+                baseline: cmp.and_then(|c| c.baseline.clone()),
+                diff: cmp.and_then(|c| c.diff),
+                diff_ci: cmp.and_then(|c| c.diff_ci),
+                p_value: cmp.and_then(|c| c.p_value),
+                p_adjusted: cmp.and_then(|c| c.p_holm),
+                correction: if cmp.is_some() { "holm".into() } else { String::new() },
+            });
+        }
+    }
+    out
 }
 
 /// Each `[[zero_shot]]` next to every other model, on its seeded subset of the test cases and its

@@ -104,6 +104,8 @@ fn a_grid_killed_three_times_and_cells_run_at_once_both_match_a_serial_run() {
     let text = run_ok(grid(&cfg, &serial));
     let took = t0.elapsed();
     assert!(text.contains("4 of 4 cells finished") && text.contains(&format!("report: {}", serial.join("report.md").display())), "{text}");
+    let html = std::fs::read_to_string(serial.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("+M") && html.contains("MostPop"), "{html}");
     assert_eq!(log_count(&serial, "data computed"), 1);
     assert_eq!(log_count(&serial, " computed"), 3, "data and two encoder stages");
     let reference = results(&serial);
@@ -219,6 +221,7 @@ fn grid_configs_are_checked_and_slurm_gets_one_array_task_per_cell() {
     assert!(script.starts_with("#!/bin/bash\n") && script.contains("#SBATCH --array=0-3\n") && script.contains("#SBATCH --cpus-per-task=8"), "{script}");
     assert!(script.contains("--cell \"$SLURM_ARRAY_TASK_ID\"") && script.contains("--fuel=123456") && script.contains("CANDLE_NUM_THREADS=1"), "{script}");
     assert!(!out.join("cells").exists(), "--slurm runs nothing");
+    assert!(out.join("slurm").is_dir(), "the tasks' output directory exists before sbatch opens it");
 }
 
 #[test]

@@ -51,6 +51,8 @@ bootstrap = 100
     assert!(stdout.contains(&format!("report: {}", out.join("report.md").display())), "{stdout}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Full ranking over all") && md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains("**")), "{md}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("GRU4Rec") && html.contains("MostPop"), "{html}");
     let recall10 = row("GRU4Rec").split_whitespace().nth(2).unwrap().split('±').next().unwrap().to_string();
     assert!(md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains(&recall10)), "{recall10} not in\n{md}");
 }

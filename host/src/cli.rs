@@ -210,8 +210,27 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Precomputed rankings (Parquet: user, ranked, targets).
-    #[arg(long)]
-    pub rankings: PathBuf,
+    #[arg(long, required_unless_present = "zero_shot", conflicts_with = "zero_shot")]
+    pub rankings: Option<PathBuf>,
+    /// Honest zero-shot ranking instead: an LLM (HF folder, llama .gguf, or `smollm2`) ranks each
+    /// test case's candidates by the likelihood of their "Artist – Title" after the session's.
+    #[arg(long, value_name = "MODEL", requires = "data")]
+    pub zero_shot: Option<PathBuf>,
+    /// With --zero-shot: the prepared data directory (`encore data prepare`) whose test cases are ranked.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// With --zero-shot: test cases scored (a seeded subset; 0: all).
+    #[arg(long, default_value_t = 200)]
+    pub cases: usize,
+    /// With --zero-shot: sampled negatives per case (the target ranks among negatives + 1).
+    #[arg(long, default_value_t = 99)]
+    pub negatives: usize,
+    /// With --zero-shot: the most recent tracks the prompt names.
+    #[arg(long, default_value_t = 10)]
+    pub max_items: usize,
+    /// `cpu`, or `cuda:N` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Metric plugins, by name or path.
     #[arg(long, value_delimiter = ',', default_values_t = eval::DEFAULT_METRICS.map(String::from))]
     pub metrics: Vec<String>,
@@ -555,7 +574,8 @@ fn eval_rankings(sandbox: &SandboxArgs, args: EvalArgs) -> anyhow::Result<()> {
     if args.ks.is_empty() || args.ks.contains(&0) {
         bail!("--k takes positive cutoffs, e.g. --k 5,10,20");
     }
-    let file = eval::rankings::read(&args.rankings, args.n_items)?;
+    let Some(rankings) = &args.rankings else { return eval_zero_shot(sandbox, &args) };
+    let file = eval::rankings::read(rankings, args.n_items)?;
     let runtime = sandbox.runtime()?;
     let dirs = sandbox.dirs();
     let plugins = args.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -571,6 +591,55 @@ fn eval_rankings(sandbox: &SandboxArgs, args: EvalArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     if let Some(out) = &args.out {
         report.write_parquet(out)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// `encore eval --zero-shot MODEL --data DIR`: the LLM ranks a seeded subset of the test cases,
+/// each target among sampled negatives, next to MostPop and a random ranking on the same candidates.
+fn eval_zero_shot(sandbox: &SandboxArgs, args: &EvalArgs) -> anyhow::Result<()> {
+    let (model, dir) = (args.zero_shot.as_ref().context("--zero-shot")?, args.data.as_ref().context("--data")?);
+    if args.negatives == 0 || args.max_items == 0 || args.ks.is_empty() || args.ks.contains(&0) {
+        bail!("--negatives, --max-items and every --k must be at least 1");
+    }
+    let device = parse_device(&args.device)?;
+    let runtime = sandbox.runtime()?;
+    let dirs = sandbox.dirs();
+    let plugins = args.metrics.iter().map(|m| discover::find(&runtime, &dirs, m, PluginKind::Metric)).collect::<anyhow::Result<Vec<_>>>()?;
+    let prepared = crate::data::command::load_prepared(dir)?;
+    let data = crate::train::SequenceData::from_splits(prepared.dataset.items.len(), &prepared.splits);
+    let cases = crate::train::scoring::subset(&data.test, args.cases, args.seed);
+    if cases.is_empty() {
+        bail!("{} has no test cases", dir.display());
+    }
+    let texts: Vec<String> = prepared.dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
+    let params = crate::train::EvalParams { ks: args.ks.clone(), sampled_negatives: args.negatives, ..crate::train::EvalParams::default() };
+    let bootstrap = (args.bootstrap > 0).then(|| Bootstrap { resamples: args.bootstrap, seed: args.seed, ..Bootstrap::default() });
+    let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), args.negatives);
+    let cpu = candle_core::Device::Cpu;
+    let mut reports = Vec::new();
+    let staged = crate::pipeline::Data { data, prepared, reused: true };
+    let pop = crate::pipeline::Popularity::new(&staged.counts())?;
+    for (name, scorer) in [("MostPop", &pop as &dyn eval::Scorer), ("Random", &crate::pipeline::random_scorer(cases.len(), staged.data.n_items, args.seed)?)] {
+        let mut s = MetricSuite::new(&plugins, &args.ks, staged.data.n_items as u32)?;
+        crate::train::scoring::sampled(scorer, &cases, &params, &mut s, &cpu)?;
+        reports.push((label(name), s.finish(bootstrap)?));
+    }
+    let path = crate::run::resolve_model(model)?;
+    let mut vars = crate::models::Params::new(0, &device);
+    let loaded = crate::llm::load(&path, &device, None, &mut vars).with_context(|| format!("--zero-shot {}", model.display()))?;
+    let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, &texts, args.max_items)?;
+    eprintln!("zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", cases.len(), args.negatives, loaded.name);
+    let t0 = std::time::Instant::now();
+    let mut s = MetricSuite::new(&plugins, &args.ks, staged.data.n_items as u32)?;
+    crate::llm::zero_shot::evaluate(&zs, &cases, &params, &mut s, true)?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("zero-shot: {secs:.0} s, {:.1} candidates/s", (cases.len() * (args.negatives + 1)) as f64 / secs.max(1e-9));
+    reports.push((label(&loaded.name), s.finish(bootstrap)?));
+    print!("{}", crate::run::table(&reports));
+    if let Some(out) = &args.out {
+        crate::run::write_results(out, &reports)?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())

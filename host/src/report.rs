@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(lines[header + 3], "| qwen | GRU4Rec | 0.1000 | 0.0900 (-10.0%, sig. loss) | **0.2600** (+160.0%*) |");
         assert_eq!(lines[header + 4], "| - | MostPop | 0.1200 | – | – |");
         assert!(at("### recall@10 (full)") < header && header < at("### recall@10 (1+199)"));
-        assert!(md.contains("the holm correction") && md.contains("bootstrap 95%") && md.contains("- cell x failed"), "{md}");
+        assert!(md.contains("Holm's correction within each protocol") && md.contains("bootstrap 95%") && md.contains("- cell x failed"), "{md}");
         assert!(at("| LLM | encoder | ID only | +A/L/M |") > header, "the sampled table has its own columns");
         at("| qwen · SASRec · ID only | 2.90× |");
         at("| qwen · SASRec · +A/L/M | 3.04× |");

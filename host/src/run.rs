@@ -99,7 +99,7 @@ impl RunZeroShot {
 }
 
 /// An `[[llm]]`/`[[zero_shot]]` model path: `smollm2` is the PyPI package's GGUF in the venv.
-fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
+pub fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
     if model.as_os_str() != "smollm2" {
         return Ok(model.to_path_buf());
     }
@@ -629,7 +629,8 @@ pub fn table(reports: &[(String, EvalReport)]) -> String {
     out
 }
 
-fn write_results(path: &Path, reports: &[(String, EvalReport)]) -> anyhow::Result<()> {
+/// Writes `reports` as `results.parquet` rows: model, metric, k, value, ci_low, ci_high, n_users.
+pub fn write_results(path: &Path, reports: &[(String, EvalReport)]) -> anyhow::Result<()> {
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
     use std::sync::Arc;
     let rows: Vec<(&str, &eval::MetricResult)> = reports.iter().flat_map(|(m, r)| r.results.iter().map(move |x| (m.as_str(), x))).collect();

@@ -219,6 +219,25 @@ sampled_negatives = 99
     assert!(stderr3.contains("E4SRec/GRU4Rec: ") && stderr3.contains("training anew") && !stderr3.contains("resuming E4SRec"), "{stderr3}");
     assert!(out.join("e4srec-gru4rec/.stale-0/checkpoint.toml").is_file(), "the old checkpoint is kept aside");
 
+    // `encore eval --zero-shot`: the same ranker on its own, over the prepared data.
+    let o = common::encore()
+        .args(["eval", "--zero-shot"])
+        .arg(&llm)
+        .arg("--data")
+        .arg(out.join("data"))
+        .args(["--cases", "10", "--negatives", "9", "--k", "5,10", "--metrics", "recall,ndcg", "--bootstrap", "50", "--out"])
+        .arg(dir.path().join("zs.parquet"))
+        .output()
+        .unwrap();
+    let (zs_out, zs_err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{zs_err}");
+    for row in ["MostPop (zs 10, 1+9)", "Random (zs 10, 1+9)", "hf:tiny-llama (zs 10, 1+9)"] {
+        assert!(zs_out.lines().any(|l| l.starts_with(row) && l.matches('±').count() == 4), "{row}:\n{zs_out}");
+    }
+    assert!(zs_err.contains("candidates/s") && dir.path().join("zs.parquet").is_file(), "{zs_err}");
+    let o = common::encore().args(["eval", "--zero-shot"]).arg(&llm).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--data"), "--zero-shot needs --data");
+
     // An [[llm]] naming no [[encoder]] is refused before anything runs.
     let text = std::fs::read_to_string(&cfg).unwrap().replace("encoder = \"GRU4Rec\"", "encoder = \"SASRec\"");
     std::fs::write(&cfg, text).unwrap();

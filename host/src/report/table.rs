@@ -259,7 +259,13 @@ pub(crate) fn caption(rows: &[ResultRow], reference: &str) -> String {
     let seeds = if lo == hi { format!("{hi}") } else { format!("{lo}–{hi}") };
     let correction = match corrections(rows).as_slice() {
         [] => "no correction (the rows hold no comparison)".to_string(),
-        names => format!("the {} correction over every comparison in the grid", names.join(" / ")),
+        names => {
+            let cap = |n: &String| n.chars().take(1).flat_map(char::to_uppercase).chain(n.chars().skip(1)).collect::<String>();
+            format!(
+                "{}'s correction within each protocol and metric@k (the comparisons of one table column)",
+                names.iter().map(cap).collect::<Vec<_>>().join(" / ")
+            )
+        }
     };
     format!(
         "Each cell: the mean over seeds ({seeds} per cell) and, in brackets, the relative change against the same row's \

@@ -86,18 +86,27 @@ pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<
 /// [`windows`] as `(sequence, start, end)` spans, so parallel data (completion ratios) is cut
 /// the same way.
 pub fn window_spans(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<(usize, usize, usize)> {
+    context_spans(train, objective, max_len, 0).into_iter().map(|(s, a, b, _)| (s, a, b)).collect()
+}
+
+/// [`window_spans`] where each next-item target sees at least `context` items before it (or every
+/// item before it, near the sequence's start): windows overlap by `context + 1` items, and each
+/// span's fourth field is its first scored target (the `context` before it are inputs only).
+/// RecBole's samples give each target `max_len` items of context; `context = 0` gives the last
+/// target of each window `max_len` and its first one a single item.
+pub fn context_spans(train: &[Vec<u32>], objective: Objective, max_len: usize, context: usize) -> Vec<(usize, usize, usize, usize)> {
     // Next-item windows overlap by one item: the last input of one is the first of the next,
     // so every target is trained on exactly once.
-    let (span, min, overlap) = match objective {
-        Objective::NextItem => (max_len + 1, 2, 1),
-        Objective::Cloze { .. } => (max_len, 1, 0),
+    let (span, min, overlap, context) = match objective {
+        Objective::NextItem => (max_len + 1, 2, 1 + context.min(max_len.saturating_sub(1)), context.min(max_len.saturating_sub(1))),
+        Objective::Cloze { .. } => (max_len, 1, 0, 0),
     };
     let mut out = Vec::new();
     for (i, s) in train.iter().enumerate() {
         let mut end = s.len();
         while end >= min {
             let start = end.saturating_sub(span);
-            out.push((i, start, end));
+            out.push((i, start, end, if start == 0 { 0 } else { context }));
             if start == 0 {
                 break;
             }
@@ -275,9 +284,9 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             "completion = \"embed\" needs completion ratios: train on prepared data (`[data] prepared`), not a sequences file".into(),
         ));
     }
-    let all_windows: Vec<Window> = window_spans(&data.train, model.objective(), model.max_len())
+    let all_windows: Vec<(Window, usize)> = context_spans(&data.train, model.objective(), model.max_len(), t.min_context)
         .into_iter()
-        .map(|(s, a, b)| (&data.train[s][a..b], data.train_completion.get(s).filter(|r| r.len() == data.train[s].len()).map(|r| &r[a..b])))
+        .map(|(s, a, b, from)| ((&data.train[s][a..b], data.train_completion.get(s).filter(|r| r.len() == data.train[s].len()).map(|r| &r[a..b])), from))
         .collect();
     if all_windows.is_empty() {
         return Err(TrainError::Data("no training sequence has enough items".into()));
@@ -349,10 +358,10 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     while epoch < t.epochs && !stopped_early {
         let mut rng = StdRng::seed_from_u64(mix(t.seed, epoch, 1));
         let ctx = TrainCtx::new(mix(t.seed, epoch, 2));
-        let mut order: Vec<Window> = (0..copies).flat_map(|_| all_windows.iter().copied()).collect();
+        let mut order: Vec<(Window, usize)> = (0..copies).flat_map(|_| all_windows.iter().copied()).collect();
         order.shuffle(&mut rng);
         let objective = model.objective();
-        let counts: Vec<usize> = order.iter().map(|(w, _)| targets_of(w, objective)).collect();
+        let counts: Vec<usize> = order.iter().map(|((w, _), from)| targets_of(w, objective) - from).collect();
         let steps = plan_steps(&counts, t.batch_unit, t.batch_size, objective == Objective::NextItem);
         let n_batches = steps.len();
         let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };
@@ -368,7 +377,8 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             let chunk: Vec<Piece> = step
                 .iter()
                 .map(|&(i, a, b)| {
-                    let (w, r) = order[i];
+                    let ((w, r), from) = order[i];
+                    let (a, b) = (from + a, from + b);
                     // A next-item window cut after target `b - 1`, which is item `b`.
                     let end = if objective == Objective::NextItem { b + 1 } else { w.len() };
                     ((&w[..end], r.map(|r| &r[..end])), a)
@@ -535,6 +545,33 @@ mod tests {
             let steps = plan_steps(&targets, BatchUnit::Windows, b, true);
             assert_eq!(steps.len(), targets.len().div_ceil(b));
             assert!(steps.iter().flatten().enumerate().all(|(k, &(i, a, e))| i == k && a == 0 && e == targets[i]));
+        }
+    }
+
+    #[test]
+    fn context_windows_score_every_target_once_with_enough_items_before_it() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..200 {
+            let train: Vec<Vec<u32>> = (0..rng.random_range(1..6)).map(|_| (0..rng.random_range(0..120)).collect()).collect();
+            let max_len = rng.random_range(1..20);
+            let context = rng.random_range(0..max_len + 3);
+            // (sequence, target position in it) for every scored target, and the items it sees.
+            let mut scored: Vec<(usize, usize)> = Vec::new();
+            for (s, a, b, from) in context_spans(&train, Objective::NextItem, max_len, context) {
+                assert!(b - a <= max_len + 1 && from < b - a, "{a}..{b} from {from}");
+                for t in from..b - a - 1 {
+                    let pos = a + t + 1;
+                    scored.push((s, pos));
+                    assert!(t + 1 >= context.min(max_len - 1).min(pos), "target at {pos} sees {} items (context {context}, max_len {max_len})", t + 1);
+                }
+            }
+            scored.sort_unstable();
+            let every: Vec<(usize, usize)> = train.iter().enumerate().flat_map(|(s, q)| (1..q.len()).map(move |p| (s, p))).collect();
+            assert_eq!(scored, every);
+            if context == 0 {
+                let plain: Vec<_> = window_spans(&train, Objective::NextItem, max_len).into_iter().map(|(s, a, b)| (s, a, b, 0)).collect();
+                assert_eq!(context_spans(&train, Objective::NextItem, max_len, 0), plain);
+            }
         }
     }
 

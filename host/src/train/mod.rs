@@ -163,6 +163,11 @@ pub struct TrainParams {
     pub batch_size: usize,
     /// What `batch_size` counts.
     pub batch_unit: BatchUnit,
+    /// Next-item encoders: the fewest items a target sees before it (past its sequence's first
+    /// `min_context` items), by overlapping windows; scored once per epoch all the same. 0: a
+    /// window's first target sees one item. Costs about `max_len / (max_len − min_context)` times
+    /// the compute; RecBole's samples are `max_len`.
+    pub min_context: usize,
     /// AdamW learning rate.
     pub lr: f64,
     /// AdamW decoupled weight decay.
@@ -186,6 +191,7 @@ impl Default for TrainParams {
             epochs: 300,
             batch_size: 2048,
             batch_unit: BatchUnit::Targets,
+            min_context: 0,
             lr: 1e-3,
             weight_decay: 0.0,
             loss: LossKind::Ce,
@@ -270,6 +276,13 @@ impl TrainConfig {
         // `epochs = 0` is allowed: it evaluates the untrained model (bench/encoders/eval.sh).
         if t.batch_size == 0 || t.eval_every == 0 {
             return Err(TrainError::Config(format!("train.batch_size = {}, train.eval_every = {}: each must be at least 1", t.batch_size, t.eval_every)));
+        }
+        if t.min_context > 0 && (matches!(self.encoder, EncoderConfig::Bert4Rec(_)) || t.min_context >= self.encoder.max_len()) {
+            return Err(TrainError::Config(format!(
+                "train.min_context = {}: it applies to next-item encoders (SASRec, GRU4Rec) and must be below the encoder's max_len ({})",
+                t.min_context,
+                self.encoder.max_len()
+            )));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return Err(TrainError::Config(format!("train.lr = {}: must be a positive finite number", t.lr)));

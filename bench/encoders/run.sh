@@ -15,15 +15,16 @@
 #
 #   bench/encoders/run.sh [--users 300] [--tracks 3000] [--rows 60000] [--epochs 5]
 #                         [--eval-users 20000] [--eval-tracks 20000] [--models "sasrec gru4rec bert4rec"]
-#                         [--seed 2020] [--threads 2] [--batch 40] [--keep DIR] [--encore-epochs E]
+#                         [--seed 2020] [--threads 2] [--batch 2048] [--keep DIR] [--encore-epochs E]
 # --encore-epochs lets encore train longer than RecBole's --epochs, to find when it reaches
 # RecBole's final validation Recall@10 (the epoch-time ratio still compares mean epochs).
+# --batch is encore's batch_size, in targets as RecBole's train_batch_size counts them (recbole_run.py: 2048).
 # Reference size of the issue: --users 1000 --tracks 20000 --rows 220000 (≈197k RecBole samples).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 encore_epochs=""
-users=300 tracks=3000 rows=60000 epochs=5 eval_users=20000 eval_tracks=20000 seed=2020 threads=2 batch=40 keep=""
+users=300 tracks=3000 rows=60000 epochs=5 eval_users=20000 eval_tracks=20000 seed=2020 threads=2 batch=2048 keep=""
 models="sasrec gru4rec bert4rec"
 while [ $# -gt 0 ]; do
   case "$1" in

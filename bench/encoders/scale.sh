@@ -32,6 +32,7 @@ max_len = 50
 [train]
 epochs = 1
 batch_size = 32
+batch_unit = "windows"
 
 [eval]
 ks = [10]

@@ -38,6 +38,8 @@ fn out_of_range_hyperparameters_are_refused_up_front_by_key() {
         ("lr = -0.1", "train.lr = -0.1"),
         ("weight_decay = nan", "train.weight_decay = NaN"),
         ("batch_size = 0", "train.batch_size = 0"),
+        ("min_context = 50", "train.min_context = 50"),
+        ("batch_unit = \"prefixes\"", "batch_unit"),
     ] {
         let cfg = dir.path().join("bad.toml");
         std::fs::write(&cfg, format!("[data]\nsequences = \"missing.txt\"\n\n[encoder]\nkind = \"sasrec\"\n\n[train]\n{line}\n")).unwrap();

@@ -8,7 +8,7 @@ use encore::eval::MetricSuite;
 use encore::models::{Bert4RecConfig, EncoderConfig, Gru4RecConfig, Params, SasRecConfig, TrainCtx};
 use encore::train::loss::{cross_entropy, IGNORE};
 use encore::train::scoring::{evaluate, MetricKind, NativeSink, ValidMetric};
-use encore::train::{self, EvalParams, SequenceData, TrainConfig, TrainError, TrainOptions, TrainParams};
+use encore::train::{self, BatchUnit, EvalParams, SequenceData, TrainConfig, TrainError, TrainOptions, TrainParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -64,7 +64,17 @@ fn config(encoder: EncoderConfig, epochs: usize) -> TrainConfig {
     TrainConfig {
         data: None,
         encoder,
-        train: TrainParams { epochs, batch_size: 32, lr: 5e-3, seed: 7, valid_metric: "recall@10".into(), patience: 50, ..Default::default() },
+        // 32 whole windows per step (≈ 250 targets): the step size these tests were tuned at.
+        train: TrainParams {
+            epochs,
+            batch_size: 32,
+            batch_unit: BatchUnit::Windows,
+            lr: 5e-3,
+            seed: 7,
+            valid_metric: "recall@10".into(),
+            patience: 50,
+            ..Default::default()
+        },
         eval: EvalParams { mask_history: false, ..Default::default() },
         fusion: None,
     }
@@ -182,6 +192,28 @@ fn a_rerun_gives_identical_results() {
             (t.losses, t.valid_history, recall10(t.model.as_ref(), &data))
         };
         assert_eq!(run(), run(), "{}", enc.name());
+    }
+}
+
+#[test]
+fn batch_size_counts_targets_so_an_epoch_takes_recboles_steps() {
+    // RecBole's samples are every prefix (one target each); an epoch of `batch_size` of them
+    // takes ⌈targets / batch_size⌉ steps, and so does encore's by default. Counting windows
+    // instead takes ⌈windows / batch_size⌉.
+    let data = pattern_data(60, 10, 5);
+    let targets: usize = data.train.iter().map(|s| s.len() - 1).sum();
+    for (enc, unit, batch, steps) in [
+        (sasrec(), BatchUnit::Targets, 7, targets.div_ceil(7)),
+        (gru4rec(), BatchUnit::Targets, 64, targets.div_ceil(64)),
+        (gru4rec(), BatchUnit::Windows, 7, data.train.len().div_ceil(7)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(enc.clone(), 1);
+        (cfg.train.batch_unit, cfg.train.batch_size) = (unit, batch);
+        let opts = TrainOptions { out_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        train::train(&cfg, &data, &Device::Cpu, &opts).unwrap();
+        let meta = std::fs::read_to_string(dir.path().join("checkpoints/epoch-0001.toml")).unwrap();
+        assert!(meta.contains(&format!("\nsteps = {steps}\n")), "{} {unit:?} {batch}: expected {steps} steps\n{meta}", enc.name());
     }
 }
 

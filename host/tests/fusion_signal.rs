@@ -76,7 +76,7 @@ fn content_aware_sasrec_beats_id_only_overall_and_ranks_cold_start_items() {
         "[data]\nlog = \"synth/listens.tsv\"\n\n[features]\ntracks = \"synth/tracks.tsv\"\naudio = \"synth/clips\"\n\n\
          [[features.extractor]]\nplugin = \"mgphot\"\n\n[[features.extractor]]\nplugin = \"audio-dsp\"\n\n\
          [[encoder]]\n{sasrec}\n[[encoder]]\n{sasrec}fusion = {{ plugin = \"weighted-sum\", modalities = [\"mgphot\", \"audio-dsp\"] }}\n\n\
-         [train]\nepochs = 15\nbatch_size = 128\nlr = 0.001\nseed = 2020\nvalid_metric = \"ndcg@10\"\npatience = 3\n\n\
+         [train]\nepochs = 15\nbatch_size = 128\nbatch_unit = \"windows\"\nlr = 0.001\nseed = 2020\nvalid_metric = \"ndcg@10\"\npatience = 3\n\n\
          [eval]\nks = [10]\nmask_history = false\n\n[report]\nmetrics = [\"recall\", \"ndcg\"]\n"
     );
     let path = dir.path().join("run.toml");

@@ -4,7 +4,8 @@
 //! A GRU over the session's item embeddings, projected back to the embedding width; the output at
 //! each position scores the next item by dot product with the item table. Architecture and
 //! initialisation follow RecBole 1.2.1 (`gru4rec.py`): embedding (Xavier normal), embedding
-//! dropout, a bias-free GRU (Xavier uniform), and a dense layer (PyTorch's default init).
+//! dropout, a bias-free GRU (Xavier uniform at layer 0, PyTorch's default above, as RecBole only
+//! re-initialises `_l0`), and a dense layer (PyTorch's default init).
 use super::layers::{dropout, embed, Gru, Init, Linear, Params, TrainCtx};
 use super::layers::{Completion, CompletionEmbed};
 use super::{CompletionMode, FusionSpec, ItemTable, Objective, Result, SeqEncoder};
@@ -109,5 +110,31 @@ impl SeqEncoder for Gru4Rec {
             h = gru.forward(&h)?;
         }
         self.dense.forward(&last.last_state(&h, lens)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn only_the_first_gru_layer_is_xavier_initialised_as_in_recbole() {
+        let mut p = Params::new(1, &Device::Cpu);
+        let cfg = Gru4RecConfig { num_layers: 2, ..Default::default() };
+        Gru4Rec::new(cfg.clone(), 100, &mut p, None).unwrap();
+        let max_abs = |name: &str| {
+            let (_, v) = p.named_vars().into_iter().find(|(n, _)| n == name).unwrap();
+            v.as_tensor().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        let (e, h) = (cfg.embedding_size as f64, cfg.hidden_size as f64);
+        let torch = 1.0 / h.sqrt();
+        // Xavier uniform's bound is √(6 / (fan_in + fan_out)) over the whole (3H × in) matrix.
+        let ih0 = (6.0 / (e + 3.0 * h)).sqrt();
+        assert!(max_abs("gru_layers.weight_ih_l0") > torch && max_abs("gru_layers.weight_ih_l0") <= ih0);
+        for w in ["gru_layers.weight_ih_l1", "gru_layers.weight_hh_l1"] {
+            let m = max_abs(w);
+            assert!(m <= torch && m > 0.95 * torch, "{w}: {m} against PyTorch's bound {torch}");
+        }
     }
 }

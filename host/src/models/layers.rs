@@ -508,8 +508,11 @@ pub struct Gru {
 impl Gru {
     /// Weights `name.weight_ih_l0` (3H × E) and `name.weight_hh_l0` (3H × H), Xavier uniform.
     pub fn new(p: &mut Params, name: &str, input: usize, hidden: usize, layer: usize) -> Result<Self> {
-        let w_ih = p.var(&format!("{name}.weight_ih_l{layer}"), &[3 * hidden, input], Init::XavierUniform)?;
-        let w_hh = p.var(&format!("{name}.weight_hh_l{layer}"), &[3 * hidden, hidden], Init::XavierUniform)?;
+        // RecBole's GRU4Rec re-initialises only layer 0 (`weight_ih_l0`, `weight_hh_l0`, Xavier
+        // uniform); deeper layers keep PyTorch's `nn.GRU` default, uniform(±1/√hidden).
+        let init = if layer == 0 { Init::XavierUniform } else { Init::Uniform(1.0 / (hidden as f64).sqrt()) };
+        let w_ih = p.var(&format!("{name}.weight_ih_l{layer}"), &[3 * hidden, input], init)?;
+        let w_hh = p.var(&format!("{name}.weight_hh_l{layer}"), &[3 * hidden, hidden], init)?;
         Ok(Gru { w_ih, w_hh, hidden })
     }
 

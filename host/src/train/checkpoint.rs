@@ -18,8 +18,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The checkpoint format this build writes and reads.
-pub const FORMAT: u32 = 2;
+/// The checkpoint format this build writes and reads. 3: `train.batch_size` counts targets unless
+/// `batch_unit = "windows"`; a format-2 config's `batch_size` counted windows, so resuming one
+/// would silently change its steps.
+pub const FORMAT: u32 = 3;
 
 /// The TOML half of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

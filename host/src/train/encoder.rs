@@ -9,6 +9,13 @@
 //! times per epoch; BERT4Rec's `mask_copies` puts that many independently masked copies of each
 //! window into an epoch, and its next-item (`ft_ratio`) batches cut each copy to a random prefix.
 //!
+//! `train.batch_size` counts targets, as RecBole's `train_batch_size` counts its one-target
+//! samples, so a config copied from RecBole takes RecBole's number of optimizer steps per epoch
+//! ([`plan_steps`]): a next-item window is split between two steps where the count runs out (the
+//! second part re-reads the items before its first target as context). Counting windows instead
+//! (`batch_unit = "windows"`, the meaning before #15) made a step of 256 about 11,000 targets on
+//! RecBole's parity data: 5 steps per epoch against RecBole's 214, far from converged in 10 epochs.
+//!
 //! Everything random (initialisation, shuffling, dropout, masks, negatives) derives from the
 //! config's seed and the epoch number, so a rerun on CPU gives identical metrics, and a run
 //! resumed from an epoch checkpoint continues exactly as if it had never stopped.
@@ -16,7 +23,7 @@ use super::checkpoint::{self, Meta};
 use super::loss::{bce_sampled, linear_cross_entropy, IGNORE};
 use super::optim::{AdamW, ParamsAdamW};
 use super::scoring::{evaluate, NativeSink, ValidMetric};
-use super::{LossKind, SequenceData, TrainConfig, TrainError};
+use super::{BatchUnit, LossKind, SequenceData, TrainConfig, TrainError};
 use crate::models::{layers::embed, Completion, Objective, Params, SeqEncoder, TrainCtx};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -79,18 +86,27 @@ pub fn windows(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<
 /// [`windows`] as `(sequence, start, end)` spans, so parallel data (completion ratios) is cut
 /// the same way.
 pub fn window_spans(train: &[Vec<u32>], objective: Objective, max_len: usize) -> Vec<(usize, usize, usize)> {
+    context_spans(train, objective, max_len, 0).into_iter().map(|(s, a, b, _)| (s, a, b)).collect()
+}
+
+/// [`window_spans`] where each next-item target sees at least `context` items before it (or every
+/// item before it, near the sequence's start): windows overlap by `context + 1` items, and each
+/// span's fourth field is its first scored target (the `context` before it are inputs only).
+/// RecBole's samples give each target `max_len` items of context; `context = 0` gives the last
+/// target of each window `max_len` and its first one a single item.
+pub fn context_spans(train: &[Vec<u32>], objective: Objective, max_len: usize, context: usize) -> Vec<(usize, usize, usize, usize)> {
     // Next-item windows overlap by one item: the last input of one is the first of the next,
     // so every target is trained on exactly once.
-    let (span, min, overlap) = match objective {
-        Objective::NextItem => (max_len + 1, 2, 1),
-        Objective::Cloze { .. } => (max_len, 1, 0),
+    let (span, min, overlap, context) = match objective {
+        Objective::NextItem => (max_len + 1, 2, 1 + context.min(max_len.saturating_sub(1)), context.min(max_len.saturating_sub(1))),
+        Objective::Cloze { .. } => (max_len, 1, 0, 0),
     };
     let mut out = Vec::new();
     for (i, s) in train.iter().enumerate() {
         let mut end = s.len();
         while end >= min {
             let start = end.saturating_sub(span);
-            out.push((i, start, end));
+            out.push((i, start, end, if start == 0 { 0 } else { context }));
             if start == 0 {
                 break;
             }
@@ -98,6 +114,65 @@ pub fn window_spans(train: &[Vec<u32>], objective: Objective, max_len: usize) ->
         }
     }
     out
+}
+
+/// An epoch's optimizer steps, from the number of targets of each window in epoch order: each
+/// step lists `(window, first target, end target)`, the half-open range of that window's targets
+/// it trains. With [`BatchUnit::Targets`] every step holds `batch_size` targets (the last one of
+/// the epoch the rest): a window that does not fit is split where the count runs out when
+/// `splittable` (next-item windows: a causal model scores a target from the items before it
+/// alone), and otherwise starts the next step whole (cloze windows, whose targets read both
+/// sides), so a step holds at most `batch_size` targets unless one window alone holds more. With
+/// [`BatchUnit::Windows`], `batch_size` whole windows per step.
+pub fn plan_steps(targets: &[usize], unit: BatchUnit, batch_size: usize, splittable: bool) -> Vec<Vec<(usize, usize, usize)>> {
+    let batch_size = batch_size.max(1);
+    let whole = |i: usize| (i, 0, targets[i]);
+    if unit == BatchUnit::Windows {
+        return (0..targets.len()).collect::<Vec<_>>().chunks(batch_size).map(|c| c.iter().map(|&i| whole(i)).collect()).collect();
+    }
+    let (mut steps, mut cur, mut room) = (Vec::new(), Vec::new(), batch_size);
+    for (i, &n) in targets.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        if splittable {
+            let mut a = 0;
+            while a < n {
+                let b = n.min(a + room);
+                cur.push((i, a, b));
+                room -= b - a;
+                a = b;
+                if room == 0 {
+                    steps.push(std::mem::take(&mut cur));
+                    room = batch_size;
+                }
+            }
+        } else {
+            if n > room && !cur.is_empty() {
+                steps.push(std::mem::take(&mut cur));
+                room = batch_size;
+            }
+            cur.push(whole(i));
+            room = room.saturating_sub(n);
+            if room == 0 {
+                steps.push(std::mem::take(&mut cur));
+                room = batch_size;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        steps.push(cur);
+    }
+    steps
+}
+
+/// Targets a window trains: every item after the first for next-item windows, every position
+/// for cloze windows (RecBole's samples: one prefix each, masked or not).
+fn targets_of(w: &[u32], objective: Objective) -> usize {
+    match objective {
+        Objective::NextItem => w.len().saturating_sub(1),
+        Objective::Cloze { .. } => w.len(),
+    }
 }
 
 /// One batch, ready for the model: inputs, lengths, completion ratios when the model reads
@@ -113,7 +188,11 @@ struct Batch {
 /// Windows of items, each with its completion ratios when the model reads them.
 type Window<'a> = (&'a [u32], Option<&'a [Option<f32>]>);
 
-fn make_batch(ws: &[Window], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool)>, rng: &mut StdRng, device: &Device) -> Result<Batch, TrainError> {
+/// The part of a window one step trains: the window cut after its last target in the step, and
+/// the first target the step scores (next-item: targets before it are context only).
+type Piece<'a> = (Window<'a>, usize);
+
+fn make_batch(ws: &[Piece], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool)>, rng: &mut StdRng, device: &Device) -> Result<Batch, TrainError> {
     let pad = model.pad();
     let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
     let mut targets: Vec<Vec<u32>> = Vec::with_capacity(ws.len());
@@ -121,14 +200,14 @@ fn make_batch(ws: &[Window], model: &dyn SeqEncoder, cfg_mask: Option<(f32, bool
     let ratios_of = |r: Option<&[Option<f32>]>, n: usize| -> Vec<Option<f32>> { r.map_or_else(|| vec![None; n], |r| r[..n].to_vec()) };
     match (model.objective(), cfg_mask) {
         (Objective::NextItem, _) | (Objective::Cloze { .. }, None) => {
-            for &(w, r) in ws {
+            for &((w, r), from) in ws {
                 inputs.push(w[..w.len() - 1].to_vec());
-                targets.push(w[1..].to_vec());
+                targets.push(w[1..].iter().enumerate().map(|(t, &y)| if t < from { IGNORE } else { y }).collect());
                 ratios.push(ratios_of(r, w.len() - 1));
             }
         }
         (Objective::Cloze { mask }, Some((ratio, last_only))) => {
-            for &(w, r) in ws {
+            for &((w, r), _) in ws {
                 let mut inp = w.to_vec();
                 if last_only {
                     // Next-item fine-tuning on a random prefix, as RecBole's per-prefix samples.
@@ -205,9 +284,9 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             "completion = \"embed\" needs completion ratios: train on prepared data (`[data] prepared`), not a sequences file".into(),
         ));
     }
-    let all_windows: Vec<Window> = window_spans(&data.train, model.objective(), model.max_len())
+    let all_windows: Vec<(Window, usize)> = context_spans(&data.train, model.objective(), model.max_len(), t.min_context)
         .into_iter()
-        .map(|(s, a, b)| (&data.train[s][a..b], data.train_completion.get(s).filter(|r| r.len() == data.train[s].len()).map(|r| &r[a..b])))
+        .map(|(s, a, b, from)| ((&data.train[s][a..b], data.train_completion.get(s).filter(|r| r.len() == data.train[s].len()).map(|r| &r[a..b])), from))
         .collect();
     if all_windows.is_empty() {
         return Err(TrainError::Data("no training sequence has enough items".into()));
@@ -279,9 +358,12 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
     while epoch < t.epochs && !stopped_early {
         let mut rng = StdRng::seed_from_u64(mix(t.seed, epoch, 1));
         let ctx = TrainCtx::new(mix(t.seed, epoch, 2));
-        let mut order: Vec<Window> = (0..copies).flat_map(|_| all_windows.iter().copied()).collect();
+        let mut order: Vec<(Window, usize)> = (0..copies).flat_map(|_| all_windows.iter().copied()).collect();
         order.shuffle(&mut rng);
-        let n_batches = order.len().div_ceil(t.batch_size);
+        let objective = model.objective();
+        let counts: Vec<usize> = order.iter().map(|((w, _), from)| targets_of(w, objective) - from).collect();
+        let steps = plan_steps(&counts, t.batch_unit, t.batch_size, objective == Objective::NextItem);
+        let n_batches = steps.len();
         let bar = if opts.progress { ProgressBar::new(n_batches as u64) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed_precise}<{eta_precise}]")
@@ -290,11 +372,21 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         );
         bar.set_prefix(format!("{} epoch {}", cfg.encoder.name(), epoch + 1));
         let started = Instant::now();
-        let (mut loss_sum, mut loss_n, mut seqs) = (0.0, 0usize, 0usize);
-        for chunk in order.chunks(t.batch_size) {
+        let (mut loss_sum, mut loss_n, mut n_targets) = (0.0, 0usize, 0usize);
+        for step in &steps {
+            let chunk: Vec<Piece> = step
+                .iter()
+                .map(|&(i, a, b)| {
+                    let ((w, r), from) = order[i];
+                    let (a, b) = (from + a, from + b);
+                    // A next-item window cut after target `b - 1`, which is item `b`.
+                    let end = if objective == Objective::NextItem { b + 1 } else { w.len() };
+                    ((&w[..end], r.map(|r| &r[..end])), a)
+                })
+                .collect();
             let mask = mask_cfg.map(|(ratio, ft)| (ratio, rng.random::<f32>() < ft));
-            let batch = make_batch(chunk, model.as_ref(), mask, &mut rng, device)?;
-            seqs += chunk.len();
+            let batch = make_batch(&chunk, model.as_ref(), mask, &mut rng, device)?;
+            n_targets += step.iter().map(|&(_, a, b)| b - a).sum::<usize>();
             bar.inc(1);
             if batch.labels.is_empty() {
                 continue;
@@ -336,7 +428,7 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
             loss_sum += v;
             loss_n += 1;
             let secs = started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("loss {:.4} · {:.0} seq/s", loss_sum / loss_n as f64, seqs as f64 / secs));
+            bar.set_message(format!("loss {:.4} · {:.0} targets/s", loss_sum / loss_n as f64, n_targets as f64 / secs));
         }
         let secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
@@ -386,4 +478,110 @@ pub fn train(cfg: &TrainConfig, data: &SequenceData, device: &Device, opts: &Tra
         checkpoint::load_params(&params, &map, std::path::Path::new("best weights"))?;
     }
     Ok(Trained { model, params, best, epochs: epoch, resumed_from, valid_history, losses, epoch_seconds, valid_seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain reference for next-item steps: every target in epoch order, one at a time,
+    /// cut into groups of `b`.
+    fn reference(targets: &[usize], b: usize) -> Vec<Vec<(usize, usize)>> {
+        let all: Vec<(usize, usize)> = targets.iter().enumerate().flat_map(|(i, &n)| (0..n).map(move |t| (i, t))).collect();
+        all.chunks(b).map(<[_]>::to_vec).collect()
+    }
+
+    fn flatten(steps: &[Vec<(usize, usize, usize)>]) -> Vec<Vec<(usize, usize)>> {
+        steps.iter().map(|s| s.iter().flat_map(|&(i, a, b)| (a..b).map(move |t| (i, t))).collect()).collect()
+    }
+
+    #[test]
+    fn next_item_steps_hold_exactly_batch_size_targets_each_once() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..300 {
+            let n = rng.random_range(0..40);
+            let targets: Vec<usize> = (0..n).map(|_| if rng.random::<f32>() < 0.1 { 0 } else { rng.random_range(1..=50) }).collect();
+            let b = rng.random_range(1..200);
+            let steps = plan_steps(&targets, BatchUnit::Targets, b, true);
+            assert_eq!(flatten(&steps), reference(&targets, b), "targets {targets:?}, batch {b}");
+            assert_eq!(steps.len(), targets.iter().sum::<usize>().div_ceil(b));
+            // A window appears at most once per step, and only the first and last piece of a step
+            // are partial windows.
+            for s in &steps {
+                for (k, &(i, a, e)) in s.iter().enumerate() {
+                    assert!(a < e && e <= targets[i]);
+                    assert!(k == 0 || a == 0, "{s:?}");
+                    assert!(k + 1 == s.len() || e == targets[i], "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cloze_steps_keep_windows_whole_and_windows_unit_counts_windows() {
+        let mut rng = StdRng::seed_from_u64(4);
+        for _ in 0..300 {
+            let targets: Vec<usize> = (0..rng.random_range(0..40)).map(|_| rng.random_range(1..=50)).collect();
+            let b = rng.random_range(1..200);
+            let steps = plan_steps(&targets, BatchUnit::Targets, b, false);
+            let order: Vec<usize> = steps
+                .iter()
+                .flatten()
+                .map(|&(i, a, e)| {
+                    assert_eq!((a, e), (0, targets[i]));
+                    i
+                })
+                .collect();
+            assert_eq!(order, (0..targets.len()).collect::<Vec<_>>());
+            for s in &steps {
+                let n: usize = s.iter().map(|&(_, a, e)| e - a).sum();
+                assert!(n <= b || s.len() == 1, "{s:?} over {b}");
+            }
+            // Greedy: a step closes only when the next window would not fit.
+            for w in steps.windows(2) {
+                let n: usize = w[0].iter().map(|&(_, a, e)| e - a).sum();
+                assert!(n + targets[w[1][0].0] > b, "{:?} then {:?}", w[0], w[1]);
+            }
+            let steps = plan_steps(&targets, BatchUnit::Windows, b, true);
+            assert_eq!(steps.len(), targets.len().div_ceil(b));
+            assert!(steps.iter().flatten().enumerate().all(|(k, &(i, a, e))| i == k && a == 0 && e == targets[i]));
+        }
+    }
+
+    #[test]
+    fn context_windows_score_every_target_once_with_enough_items_before_it() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..200 {
+            let train: Vec<Vec<u32>> = (0..rng.random_range(1..6)).map(|_| (0..rng.random_range(0..120)).collect()).collect();
+            let max_len = rng.random_range(1..20);
+            let context = rng.random_range(0..max_len + 3);
+            // (sequence, target position in it) for every scored target, and the items it sees.
+            let mut scored: Vec<(usize, usize)> = Vec::new();
+            for (s, a, b, from) in context_spans(&train, Objective::NextItem, max_len, context) {
+                assert!(b - a <= max_len + 1 && from < b - a, "{a}..{b} from {from}");
+                for t in from..b - a - 1 {
+                    let pos = a + t + 1;
+                    scored.push((s, pos));
+                    assert!(t + 1 >= context.min(max_len - 1).min(pos), "target at {pos} sees {} items (context {context}, max_len {max_len})", t + 1);
+                }
+            }
+            scored.sort_unstable();
+            let every: Vec<(usize, usize)> = train.iter().enumerate().flat_map(|(s, q)| (1..q.len()).map(move |p| (s, p))).collect();
+            assert_eq!(scored, every);
+            if context == 0 {
+                let plain: Vec<_> = window_spans(&train, Objective::NextItem, max_len).into_iter().map(|(s, a, b)| (s, a, b, 0)).collect();
+                assert_eq!(context_spans(&train, Objective::NextItem, max_len, 0), plain);
+            }
+        }
+    }
+
+    #[test]
+    fn a_mutated_plan_fails_the_reference() {
+        // The checks above can fail: dropping a target or moving one across a step boundary does.
+        let targets = [5, 3, 7];
+        let mut steps = plan_steps(&targets, BatchUnit::Targets, 4, true);
+        assert_eq!(flatten(&steps), reference(&targets, 4));
+        steps[1][0].2 -= 1;
+        assert_ne!(flatten(&steps), reference(&targets, 4));
+    }
 }

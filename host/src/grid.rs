@@ -757,12 +757,7 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
         value: m.value,
         ci: m.ci.map(|c| (c[0], c[1])),
         n_cases: m.n_cases,
-        baseline: None,
-        diff: None,
-        diff_ci: None,
-        p_value: None,
-        p_adjusted: None,
-        correction: String::new(),
+        ..ResultRow::default()
     };
     for &p in &protocols {
         let eval = Evaluation {

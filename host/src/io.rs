@@ -73,3 +73,14 @@ pub fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result
     }
     Ok(n)
 }
+
+/// Writes one Arrow batch as a Parquet file, atomically (a temporary file, then a rename).
+pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> anyhow::Result<()> {
+    write_atomic_file(path, |file| {
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+        w.write(batch)?;
+        w.close()?;
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}

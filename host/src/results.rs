@@ -1,10 +1,9 @@
 //! The results of a run or a grid, one row per cell × protocol × metric@k: what `results.csv`
 //! and `results.parquet` hold, and what `report.md` and `report.html` are drawn from.
-use anyhow::Context;
 use std::path::Path;
 
-/// One cell × protocol × metric@k.
-#[derive(Debug, Clone, PartialEq)]
+/// One cell × protocol × metric@k. `Default` fills no comparison (and empty names).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultRow {
     /// The cell (or model) it belongs to, unique in the file, e.g. `smollm2/sasrec/alm/seed2020`.
     pub cell: String,
@@ -143,13 +142,7 @@ pub fn write_parquet(path: &Path, rows: &[ResultRow]) -> anyhow::Result<()> {
         ("p_adjusted", o(&|r| r.p_adjusted)),
         ("correction", s(&|r| &r.correction)),
     ])?;
-    crate::io::write_atomic_file(path, |file| {
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
-        w.write(&batch)?;
-        w.close()?;
-        Ok(())
-    })
-    .with_context(|| format!("writing {}", path.display()))
+    crate::io::write_parquet(path, &batch)
 }
 
 #[cfg(test)]

@@ -643,10 +643,5 @@ pub fn write_results(path: &Path, reports: &[(String, EvalReport)]) -> anyhow::R
         ("ci_high", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.1.ci.map(|c| c.1)))) as ArrayRef),
         ("n_users", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1.n_users as u64))) as ArrayRef),
     ])?;
-    crate::io::write_atomic_file(path, |file| {
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
-        w.write(&batch)?;
-        w.close()?;
-        Ok(())
-    })
+    crate::io::write_parquet(path, &batch)
 }

@@ -32,7 +32,7 @@ max_len = 20
 
 [train]
 epochs = 3
-batch_size = 128
+batch_size = 1024
 seed = 7
 
 [report]

@@ -78,12 +78,7 @@ fn rows() -> Vec<ResultRow> {
                 value: if p == 0 { x } else { 3.0 * x },
                 ci: Some((x - 0.005, x + 0.005)),
                 n_cases: 500,
-                baseline: None,
-                diff: None,
-                diff_ci: None,
-                p_value: None,
-                p_adjusted: None,
-                correction: String::new(),
+                ..ResultRow::default()
             });
         }
     }

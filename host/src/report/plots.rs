@@ -81,6 +81,38 @@ fn svg(title: &str, height: u32, draw: impl FnOnce(&DrawingArea<SVGBackend, Shif
     Ok(out)
 }
 
+/// A chart of `n` rows (top to bottom) over `x`, its mesh and x axis drawn: the frame of both
+/// plot kinds. `area` is the left label column's width and the bottom axis area's height.
+fn rows_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    area: (u32, u32),
+    x: std::ops::Range<f64>,
+    n: usize,
+    axis: &str,
+) -> Result<
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    Box<dyn std::error::Error>,
+> {
+    let (left, bottom) = area;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin_right(LEGEND)
+        .x_label_area_size(bottom - 20)
+        .y_label_area_size(left)
+        .build_cartesian_2d(x, n as f64..0.0)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .x_desc(axis)
+        .x_label_formatter(&|v| format!("{v:.3}"))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Writes `labels` right-aligned at pixel row `ys`, ending at pixel column `right`.
 fn row_labels<'a, DB: DrawingBackend + 'a>(
     root: &DrawingArea<DB, Shift>,
@@ -123,21 +155,7 @@ pub(crate) fn intervals(title: &str, axis: &str, lines: &[Interval]) -> Result<S
     let (lo, hi) = padded(lo, hi);
     let series = super::table::unique(lines.iter().map(|l| l.series.as_str()));
     svg(title, height, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin_right(LEGEND)
-            .x_label_area_size(bottom - 20)
-            .y_label_area_size(left)
-            .build_cartesian_2d(lo..hi, n as f64..0.0)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(0)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 16))
-            .x_desc(axis)
-            .x_label_formatter(&|v| format!("{v:.3}"))
-            .draw()?;
+        let mut chart = rows_chart(root, title, (left, bottom), lo..hi, n, axis)?;
         for (s, name) in series.iter().enumerate() {
             let c = colour(s);
             let mine = || lines.iter().enumerate().filter(move |(_, l)| l.series == *name);
@@ -162,21 +180,7 @@ pub(crate) fn paired_bars(title: &str, axis: &str, names: (&str, &str), bars: &[
     let max = bars.iter().flat_map(|b| [b.first, b.second]).filter(|v| v.is_finite()).fold(0.0, f64::max);
     let hi = if max > 0.0 { max * 1.08 } else { 1.0 };
     svg(title, height, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin_right(LEGEND)
-            .x_label_area_size(bottom - 20)
-            .y_label_area_size(left)
-            .build_cartesian_2d(0.0..hi, n as f64..0.0)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(0)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 16))
-            .x_desc(axis)
-            .x_label_formatter(&|v| format!("{v:.3}"))
-            .draw()?;
+        let mut chart = rows_chart(root, title, (left, bottom), 0.0..hi, n, axis)?;
         for (s, (pick, offset)) in [(true, 0.1), (false, 0.5)].into_iter().enumerate() {
             let c = colour(s);
             chart.draw_series(bars.iter().enumerate().map(|(i, b)| {

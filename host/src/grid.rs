@@ -295,7 +295,6 @@ impl Grid {
         let base: RunConfig = toml::Value::Table(base_table).try_into().with_context(|| format!("in {}", path.display()))?;
         let base = base.resolved(path)?;
         let seeds = if axes.seed.is_empty() { vec![base.train.seed] } else { axes.seed.clone() };
-        let label = |m: &str| axes.labels.get(m).cloned().unwrap_or_else(|| m.chars().next().map(|c| c.to_uppercase().collect()).unwrap_or_default());
         let mut cells: Vec<Cell> = Vec::new();
         for llm in &axes.llm {
             for enc in &enc_axis {
@@ -307,14 +306,7 @@ impl Grid {
                             for &protocol in &protocols {
                                 for &seed in &seeds {
                                     let llm = (llm != "none").then(|| llm.clone());
-                                    let mut variant = if mods.is_empty() {
-                                        "ID only".to_string()
-                                    } else {
-                                        format!("+{}", mods.iter().map(|m| label(m)).collect::<Vec<_>>().join("/"))
-                                    };
-                                    if completion == "embed" {
-                                        variant = if mods.is_empty() { "ID+CR".into() } else { format!("{variant}+CR") };
-                                    }
+                                    let mut variant = crate::results::variant(mods, completion == "embed", &axes.labels);
                                     if let (Some(f), true) = (fusion, axes.fusion.len() > 1) {
                                         variant = format!("{variant} ({f})");
                                     }
@@ -579,7 +571,7 @@ fn write_cell(out: &Path, cell: &Cell, report: &EvalReport, per: &PerCase) -> an
     let result = CellResult { id: cell.id.clone(), key: cell.key.clone(), metric };
     let cells = out.join("cells");
     std::fs::create_dir_all(&cells).with_context(|| format!("creating {}", cells.display()))?;
-    remove_dead_temporaries(&cells);
+    crate::artifact::remove_stale_temporaries(&cells);
     let tmp = cells.join(format!(".{}.tmp-{}", cell.id, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -601,21 +593,6 @@ fn write_cell(out: &Path, cell: &Cell, report: &EvalReport, per: &PerCase) -> an
     std::fs::File::open(&cells).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", cells.display()))?;
     let _ = std::fs::remove_file(out.join("failed").join(format!("{}.txt", cell.id)));
     Ok(())
-}
-
-/// Removes `cells/.ID.tmp-PID` and `.ID.old-PID` directories whose process is gone (a killed
-/// cell's half-written result).
-fn remove_dead_temporaries(cells: &Path) {
-    let Ok(entries) = std::fs::read_dir(cells) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-").or_else(|| n.rsplit_once(".old-"))).and_then(|(_, p)| p.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
 }
 
 /// Records a failed cell's error in `failed/<id>.txt`.
@@ -668,13 +645,8 @@ pub fn dry_run(grid: &Grid, out: &Path) -> String {
             result.into(),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut text = format!("{}: {} cells; data: {data} ({})\n", grid.path.display(), grid.cells.len(), out.join("data").display());
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
+    text.push_str(&crate::io::text_table(&rows));
     let stages: std::collections::BTreeSet<&String> =
         grid.cells.iter().map(|c| &c.encoder_stage).chain(grid.cells.iter().filter_map(|c| c.llm_stage.as_ref())).collect();
     text.push_str(&format!("{} shared training stages, each computed once\n", stages.len()));

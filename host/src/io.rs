@@ -84,3 +84,16 @@ pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> anyhow::R
     })
     .with_context(|| format!("writing {}", path.display()))
 }
+
+/// Rows as left-aligned text columns two spaces apart, each line without trailing blanks.
+pub fn text_table(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|x| x.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -31,13 +31,7 @@ impl Data {
     }
     /// Each item's training plays.
     pub fn counts(&self) -> Vec<f32> {
-        let mut counts = vec![0f32; self.data.n_items];
-        for s in &self.data.train {
-            for &i in s {
-                counts[i as usize] += 1.0;
-            }
-        }
-        counts
+        play_counts(&self.data)
     }
     /// "N items; …" for logs and reports.
     pub fn summary(&self) -> String {
@@ -49,6 +43,22 @@ impl Data {
             self.data.test.len()
         )
     }
+}
+
+/// Each item's "Artist – Title", the text a zero-shot LLM scores, in item-index order.
+pub fn item_texts(dataset: &crate::data::sessions::Dataset) -> Vec<String> {
+    dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect()
+}
+
+/// Each item's plays in the training sequences (what MostPop ranks by).
+pub fn play_counts(data: &SequenceData) -> Vec<f32> {
+    let mut counts = vec![0f32; data.n_items];
+    for s in &data.train {
+        for &i in s {
+            counts[i as usize] += 1.0;
+        }
+    }
+    counts
 }
 
 /// Prepares `cfg`'s data into `dir`, or reuses it when its manifest records the same log and

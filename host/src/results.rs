@@ -41,6 +41,18 @@ pub struct ResultRow {
     pub correction: String,
 }
 
+/// The column of the paper's table a model falls in: `ID only`, or `+` the fused modalities'
+/// short names (`+A/L/M`: from `labels`, else each name's first letter, upper-cased), with `+CR`
+/// when the completion ratio is an input (`ID+CR` without modalities).
+pub fn variant(modalities: &[String], completion: bool, labels: &std::collections::BTreeMap<String, String>) -> String {
+    let label = |m: &String| labels.get(m).cloned().unwrap_or_else(|| m.chars().take(1).flat_map(char::to_uppercase).collect());
+    match (modalities.is_empty(), completion) {
+        (true, false) => "ID only".into(),
+        (true, true) => "ID+CR".into(),
+        (false, cr) => format!("+{}{}", modalities.iter().map(label).collect::<Vec<_>>().join("/"), if cr { "+CR" } else { "" }),
+    }
+}
+
 /// The columns of `results.csv`, in order.
 pub const COLUMNS: [&str; 19] = [
     "cell",
@@ -184,6 +196,16 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert!(lines[1].contains("\"a, \"\"b\"\"\""), "{}", lines[1]);
         assert!(lines[2].contains(",full,recall,10,0.25,,,100,,,0.01,0.09,"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn variants_are_the_paper_columns() {
+        let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let labels = std::collections::BTreeMap::from([("audio-dsp".to_string(), "A".to_string())]);
+        assert_eq!(variant(&[], false, &labels), "ID only");
+        assert_eq!(variant(&[], true, &labels), "ID+CR");
+        assert_eq!(variant(&m(&["audio-dsp", "lyrics", "mgphot"]), false, &labels), "+A/L/M");
+        assert_eq!(variant(&m(&["audio-dsp", "lyrics", "mgphot"]), true, &Default::default()), "+A/L/M+CR");
     }
 
     #[test]

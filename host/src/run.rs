@@ -419,7 +419,7 @@ pub fn run(
     }
     let mut zs_reports = Vec::new();
     if !cfg.zero_shot.is_empty() {
-        let texts: Vec<String> = staged.prepared.dataset.items.iter().map(|i| format!("{} – {}", i.track.artist, i.track.title)).collect();
+        let texts = crate::pipeline::item_texts(&staged.prepared.dataset);
         zs_reports = zero_shot(cfg, &plugins, data, &counts, &texts, &kept_encoders, &kept_llms, device, bootstrap, progress)?;
         write_results(&out.join("zero_shot_results.parquet"), &zs_reports)?;
         eprint!("{}", table(&zs_reports));
@@ -443,15 +443,10 @@ pub fn run(
     let shown: Vec<_> = rows.iter().filter(|r| r.k == k).cloned().collect();
     eprint!("{}", crate::eval::compare::table(&shown));
     eprintln!("wrote {}", out.join("comparisons.parquet").display());
+    let summary = format!("{}.", staged.summary());
     let md = crate::report::markdown(&crate::report::ReportInput {
         config: &config_path.display().to_string(),
-        data: format!(
-            "{} items; {} training sequences; {} validation and {} test cases (each target position of a valid/test row, given the items before it).",
-            data.n_items,
-            data.train.len(),
-            data.valid.len(),
-            data.test.len()
-        ),
+        data: summary.clone(),
         results: &reports,
         sampled_negatives: cfg.report.sampled_negatives,
         comparisons: &rows,
@@ -461,7 +456,6 @@ pub fn run(
     // report.html: the same numbers in the paper's layout, with plots.
     let result_rows = result_rows(cfg, &reports, &rows);
     let config = config_path.display().to_string();
-    let summary = format!("{}.", staged.summary());
     let html = crate::report::html(&crate::report::GridReport { title: "encore report", config: &config, data: &summary, rows: &result_rows, notes: &[] });
     crate::io::write_atomic(&out.join("report.html"), |w| std::io::Write::write_all(w, html.as_bytes()))?;
     Ok(reports)
@@ -474,18 +468,7 @@ pub fn run(
 fn result_rows(cfg: &RunConfig, reports: &[(String, EvalReport)], comparisons: &[crate::eval::compare::Row]) -> Vec<crate::results::ResultRow> {
     let variant = |e: &RunEncoder| {
         let mods = e.fusion.as_ref().map(|f| f.modalities.clone()).unwrap_or_default();
-        let mut v = if mods.is_empty() {
-            "ID only".to_string()
-        } else {
-            format!(
-                "+{}",
-                mods.iter().map(|m| m.chars().next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default()).collect::<Vec<_>>().join("/")
-            )
-        };
-        if e.model.completion() == crate::models::CompletionMode::Embed {
-            v = if mods.is_empty() { "ID+CR".into() } else { format!("{v}+CR") };
-        }
-        v
+        crate::results::variant(&mods, e.model.completion() == crate::models::CompletionMode::Embed, &Default::default())
     };
     let sampled = format!(" 1+{}", cfg.report.sampled_negatives);
     let mut out = Vec::new();
@@ -619,14 +602,7 @@ pub fn table(reports: &[(String, EvalReport)]) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::io::text_table(&rows)
 }
 
 /// Writes `reports` as `results.parquet` rows: model, metric, k, value, ci_low, ci_high, n_users.

@@ -84,6 +84,10 @@ pub struct VariantAxis {
     /// `none` or `embed`.
     #[serde(default = "none_mode")]
     pub completion: String,
+    /// The fusion plugins of this variant's cells, in place of the `fusion` axis (e.g. the
+    /// completion input with one plugin only).
+    #[serde(default)]
+    pub fusion: Option<Vec<String>>,
 }
 
 fn none_mode() -> String {
@@ -257,7 +261,7 @@ impl Grid {
                 bail!("{}: [grid] llm `{l}` is not an [[llm]] template (they are {}), nor `none`", path.display(), names(&llms));
             }
         }
-        let variants: Vec<(Vec<String>, String)> = if axes.variants.is_empty() {
+        let variants: Vec<(Vec<String>, String, Option<Vec<String>>)> = if axes.variants.is_empty() {
             let mods = axes.modalities.clone().unwrap_or_else(|| vec![vec![]]);
             let completion = axes.completion.clone().unwrap_or_else(none_axis);
             if mods.is_empty() || completion.is_empty() {
@@ -267,17 +271,27 @@ impl Grid {
                     if mods.is_empty() { "modalities" } else { "completion" }
                 );
             }
-            mods.iter().flat_map(|m| completion.iter().map(move |c| (m.clone(), c.clone()))).collect()
+            mods.iter().flat_map(|m| completion.iter().map(move |c| (m.clone(), c.clone(), None))).collect()
         } else if axes.modalities.is_some() || axes.completion.is_some() {
             bail!("{}: [grid] has both `variants` and `modalities`/`completion`: give either the pairs or the two axes", path.display());
         } else {
-            axes.variants.iter().map(|v| (v.modalities.clone(), v.completion.clone())).collect()
+            axes.variants.iter().map(|v| (v.modalities.clone(), v.completion.clone(), v.fusion.clone())).collect()
         };
-        for (_, c) in &variants {
+        for (_, c, f) in &variants {
             if c != "none" && c != "embed" {
                 bail!("{}: [grid] completion `{c}`: use `none` or `embed`", path.display());
             }
+            if f.as_ref().is_some_and(|f| f.is_empty()) {
+                bail!("{}: [grid] a variant's `fusion` is empty: give it at least one plugin, or leave it out for the `fusion` axis", path.display());
+            }
         }
+        // Cells name their plugin when the grid has more than one.
+        let plugins = {
+            let mut all: Vec<&String> = axes.fusion.iter().chain(variants.iter().flat_map(|v| v.2.iter().flatten())).collect();
+            all.sort();
+            all.dedup();
+            all.len()
+        };
         let protocols = axes
             .protocol
             .iter()
@@ -298,16 +312,17 @@ impl Grid {
         let mut cells: Vec<Cell> = Vec::new();
         for llm in &axes.llm {
             for enc in &enc_axis {
-                for (mods, completion) in &variants {
+                for (mods, completion, pinned) in &variants {
                     // Without modalities the fusion plugin has nothing to fuse: one cell, not one per plugin.
-                    let fusions: Vec<Option<&String>> = if mods.is_empty() { vec![None] } else { axes.fusion.iter().map(Some).collect() };
+                    let fusions: Vec<Option<&String>> =
+                        if mods.is_empty() { vec![None] } else { pinned.as_ref().unwrap_or(&axes.fusion).iter().map(Some).collect() };
                     for fusion in fusions {
                         {
                             for &protocol in &protocols {
                                 for &seed in &seeds {
                                     let llm = (llm != "none").then(|| llm.clone());
                                     let mut variant = crate::results::variant(mods, completion == "embed", &axes.labels);
-                                    if let (Some(f), true) = (fusion, axes.fusion.len() > 1) {
+                                    if let (Some(f), true) = (fusion, plugins > 1) {
                                         variant = format!("{variant} ({f})");
                                     }
                                     let cell = build_cell(
@@ -712,6 +727,8 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
     let mut rows: Vec<ResultRow> = Vec::new();
     let mut missing = Vec::new();
     let mut protocols: Vec<Protocol> = Vec::new();
+    // MostPop's per-case values, per protocol: its long-tail and cold-start rows.
+    let mut mostpop: Vec<(Protocol, String, PerCase)> = Vec::new();
     for c in &grid.cells {
         if !protocols.contains(&c.protocol) {
             protocols.push(c.protocol);
@@ -738,8 +755,9 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
             metrics: &cfg.report.metrics,
             bootstrap,
         };
-        let (report, _) = eval.run(Ranker::Scorer(&pop), &data.test, data.n_items, &candle_core::Device::Cpu)?;
+        let (report, cases) = eval.run(Ranker::Scorer(&pop), &data.test, data.n_items, &candle_core::Device::Cpu)?;
         let id = format!("mostpop-{}", p.label());
+        mostpop.push((p, id.clone(), cases));
         for r in &report.results {
             let m = CellMetric { metric: r.metric.clone(), k: r.k, value: r.value, ci: r.ci.map(|(a, b)| [a, b]), n_cases: r.n_users, cases: Vec::new() };
             rows.push(row(&id, "-", "MostPop", "-", cfg.train.seed, p, &m));
@@ -773,7 +791,8 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
     // One family of comparisons per protocol (and, inside compare, per subset and metric@k).
     let mut comparisons = Vec::new();
     for &p in &protocols {
-        let of_p: Vec<(String, PerCase)> = models.iter().filter(|(id, _)| grid.cells.iter().any(|c| c.id == *id && c.protocol == p)).cloned().collect();
+        let mut of_p: Vec<(String, PerCase)> = models.iter().filter(|(id, _)| grid.cells.iter().any(|c| c.id == *id && c.protocol == p)).cloned().collect();
+        of_p.extend(mostpop.iter().filter(|m| m.0 == p).map(|(_, id, cases)| (id.clone(), cases.clone())));
         comparisons.extend(crate::eval::compare::compare(&of_p, &baselines, &subsets, bootstrap.unwrap_or_default()));
     }
     for (c, r) in &results {
@@ -796,7 +815,8 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
     let notes: Vec<String> = missing.iter().map(|m| format!("cell `{m}` has no result (failed or not run yet; see failed/ and grid.log)")).collect();
     let config = grid.path.display().to_string();
     let summary = format!("{}.", staged.summary());
-    let report = crate::report::GridReport { title: "encore grid report", config: &config, data: &summary, rows: &rows, notes: &notes };
+    let report =
+        crate::report::GridReport { title: "encore grid report", config: &config, data: &summary, rows: &rows, notes: &notes, comparisons: &comparisons };
     let md = crate::report::grid_markdown(&report);
     crate::io::write_atomic(&out.join("report.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
     let html = crate::report::html(&report);

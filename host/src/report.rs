@@ -25,6 +25,8 @@ pub struct GridReport<'a> {
     pub rows: &'a [ResultRow],
     /// Lines the report shows under its title (cells that failed, caveats).
     pub notes: &'a [String],
+    /// Per-case comparisons (`comparisons.parquet`): the long-tail and cold-start subsets.
+    pub comparisons: &'a [Row],
 }
 
 /// A markdown table cell: `|` and line breaks would end it.
@@ -77,6 +79,7 @@ pub fn grid_markdown(r: &GridReport) -> String {
         }
     }
     let full = table::metrics(rows, table::FULL);
+    subsets_markdown(&mut out, r, &full);
     for p in protocols.iter().filter(|p| *p != table::FULL) {
         let metrics: Vec<(String, u32)> = table::metrics(rows, p).into_iter().filter(|mk| full.contains(mk)).collect();
         if metrics.is_empty() {
@@ -94,6 +97,41 @@ pub fn grid_markdown(r: &GridReport) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The long-tail and cold-start table: each full-ranking cell's value on those test cases, and
+/// its paired difference against its ID-only cell.
+fn subsets_markdown(out: &mut String, r: &GridReport, metrics: &[(String, u32)]) {
+    let ci = |c: Option<(f64, f64)>| c.map_or(String::new(), |(a, b)| format!(" [{}, {}]", table::num(a), table::num(b)));
+    for (m, k) in metrics {
+        let columns: Vec<(&str, Vec<table::SubsetLine>)> =
+            table::SUBSETS.iter().map(|(s, _)| (*s, table::subset_lines(r.rows, r.comparisons, s, m, *k))).filter(|(_, l)| !l.is_empty()).collect();
+        if columns.is_empty() {
+            continue;
+        }
+        let labels = table::unique(columns.iter().flat_map(|(_, l)| l.iter().map(|x| x.label.clone())));
+        let _ = writeln!(out, "## Long tail and cold start: {}@{k} (full ranking)\n", md(m));
+        for (s, what) in table::SUBSETS.iter().filter(|(s, _)| columns.iter().any(|c| c.0 == *s)) {
+            let _ = writeln!(out, "- {s}: {what}");
+        }
+        let _ = writeln!(out, "\nEach value is the mean over those cases with its bootstrap 95% interval; Δ is the paired difference against the same row's ID-only cell, `*` a gain and `sig. loss` a loss whose Holm-adjusted p is below 0.05.\n");
+        let head: Vec<String> = columns.iter().map(|(s, l)| format!("{s} (n = {})", l.first().map_or(0, |x| x.n_cases))).collect();
+        let _ = writeln!(out, "| cell | {} |\n|---|{}", head.join(" | "), "---|".repeat(columns.len()));
+        for label in &labels {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, l)| match l.iter().find(|x| x.label == *label) {
+                    None => "–".into(),
+                    Some(x) => match x.diff {
+                        Some(d) => format!("{}{} (Δ {d:+.4}{} {})", table::num(x.value), ci(x.ci), ci(x.diff_ci), x.mark()),
+                        None => format!("{}{}", table::num(x.value), ci(x.ci)),
+                    },
+                })
+                .collect();
+            let _ = writeln!(out, "| {} | {} |", md(label), cells.join(" | "));
+        }
+        out.push('\n');
+    }
 }
 
 /// A grid's `report.html`: one self-contained page (inline CSS and SVG, no script, no URL) with
@@ -259,7 +297,59 @@ mod tests {
     }
 
     fn grid_report<'a>(rows: &'a [ResultRow], notes: &'a [String]) -> GridReport<'a> {
-        GridReport { title: "grid <1>", config: "grid.toml", data: "50 items.", rows, notes }
+        GridReport { title: "grid <1>", config: "grid.toml", data: "50 items.", rows, notes, comparisons: &[] }
+    }
+
+    fn compared(model: &str, subset: &'static str, n: usize, value: f64, diff: Option<(f64, f64)>) -> Row {
+        Row {
+            model: model.into(),
+            subset,
+            metric: "recall".into(),
+            k: 10,
+            n_cases: n,
+            value,
+            ci: Some((value - 0.01, value + 0.01)),
+            baseline: diff.map(|_| "b".into()),
+            baseline_value: diff.map(|(d, _)| value - d),
+            diff: diff.map(|d| d.0),
+            diff_ci: diff.map(|(d, _)| (d - 0.005, d + 0.005)),
+            p_value: diff.map(|d| d.1),
+            p_holm: diff.map(|d| d.1),
+        }
+    }
+
+    #[test]
+    fn the_long_tail_and_cold_start_table_and_figures_come_from_the_comparisons() {
+        let rows: Vec<ResultRow> = grid().into_iter().filter(|r| r.seed == 0 && r.protocol == "full").collect();
+        let cmp = vec![
+            compared("qwen/SASRec/ID only/seed0", "tail", 40, 0.01, None),
+            compared("qwen/SASRec/+A/L/M/seed0", "tail", 40, 0.08, Some((0.07, 0.002))),
+            compared("qwen/SASRec/+A/L/M/seed0", "cold", 7, 0.4, Some((0.4, 0.002))),
+            compared("qwen/GRU4Rec/+A/L/M/seed0", "tail", 40, 0.02, Some((-0.005, 0.5))),
+            compared("-/MostPop/-/seed0", "cold", 7, 0.0, None),
+            compared("qwen/SASRec/+A/L/M/seed0", "all", 300, 0.22, Some((0.02, 0.01))),
+        ];
+        let report = GridReport { comparisons: &cmp, ..grid_report(&rows, &[]) };
+        let md = grid_markdown(&report);
+        let lines: Vec<&str> = md.lines().collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l).unwrap_or_else(|| panic!("no line {l:?} in\n{md}"));
+        let h = at("| cell | tail (n = 40) | cold (n = 7) |");
+        assert!(at("## Long tail and cold start: recall@10 (full ranking)") < h);
+        assert_eq!(lines[h + 2], "| qwen · SASRec · ID only | 0.0100 [0.0000, 0.0200] | – |");
+        assert_eq!(
+            lines[h + 3],
+            "| qwen · SASRec · +A/L/M | 0.0800 [0.0700, 0.0900] (Δ +0.0700 [0.0650, 0.0750] *) | 0.4000 [0.3900, 0.4100] (Δ +0.4000 [0.3950, 0.4050] *) |"
+        );
+        assert_eq!(lines[h + 4], "| qwen · GRU4Rec · +A/L/M | 0.0200 [0.0100, 0.0300] (Δ -0.0050 [-0.0100, 0.0000] n.s.) | – |");
+        assert_eq!(lines[h + 5], "| MostPop | – | 0.0000 [-0.0100, 0.0100] |");
+        let page = html(&report);
+        for (class, title) in [("tail", "recall@10 on tail cases (n = 40)"), ("cold", "recall@10 on cold cases (n = 7)")] {
+            assert!(page.contains(&format!("<figure class=\"plot {class}\" data-metric=\"recall@10\">")), "no {class} figure");
+            assert!(page.contains(title), "no {title:?}");
+        }
+        assert!(page.contains("qwen · SASRec · +A/L/M *"), "the gain is marked on the figure");
+        // Without per-case comparisons there is no such section.
+        assert!(!grid_markdown(&grid_report(&rows, &[])).contains("Long tail"));
     }
 
     #[test]

@@ -456,7 +456,14 @@ pub fn run(
     // report.html: the same numbers in the paper's layout, with plots.
     let result_rows = result_rows(cfg, &reports, &rows);
     let config = config_path.display().to_string();
-    let html = crate::report::html(&crate::report::GridReport { title: "encore report", config: &config, data: &summary, rows: &result_rows, notes: &[] });
+    let html = crate::report::html(&crate::report::GridReport {
+        title: "encore report",
+        config: &config,
+        data: &summary,
+        rows: &result_rows,
+        notes: &[],
+        comparisons: &rows,
+    });
     crate::io::write_atomic(&out.join("report.html"), |w| std::io::Write::write_all(w, html.as_bytes()))?;
     Ok(reports)
 }

@@ -139,3 +139,63 @@ fn rows_is_exact() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(dir.path().join("listens.tsv")).unwrap().lines().count(), 60_000);
 }
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sub-styles draw nothing from the stream when off: a seed still gives the log it gave before
+/// they existed (these digests come from the generator of 2026-11-29, without `--substyles`).
+#[test]
+fn without_substyles_the_stream_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(&SynthConfig { clips: 2, ..cfg(5, 300, 3000, 9) }, dir.path()).unwrap();
+    assert_eq!(sha256(&dir.path().join("listens.tsv")), "cdd2f8aeb1a844f7e7ed012d5b002b051ab151e8d0b14df4e10992e846558bea");
+    assert_eq!(sha256(&dir.path().join("users.tsv")), "d89c033d0a7f82753d99f9ada41f7c50eb21fe74b4d32b0825e97629f639a78c");
+    let tracks = tsv(&dir.path().join("tracks.tsv"));
+    assert!(tracks.iter().all(|t| t["substyle"] == "0"));
+}
+
+/// With sub-styles, a sub-style's tracks share genes beyond their style's, and plays follow the
+/// previous track's sub-style about `stay` of the time (plus what the style-level pick gives).
+#[test]
+fn substyles_mark_content_and_sessions_follow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(&SynthConfig { substyles: 10, stay: 0.6, bad_rows: 0.0, ..cfg(20, 3000, 20_000, 3) }, dir.path()).unwrap();
+    let tracks = tsv(&dir.path().join("tracks.tsv"));
+    let genes = |t: &HashMap<String, String>| t["mgphot"].split(',').map(|g| g.parse::<f64>().unwrap()).collect::<Vec<_>>();
+    let dist = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>();
+    let (mut same, mut other) = ((0.0, 0usize), (0.0, 0usize));
+    for (i, a) in tracks.iter().enumerate().step_by(7).take(300) {
+        for b in tracks.iter().skip(i + 1).step_by(5).take(200).filter(|b| b["style"] == a["style"]) {
+            let d = dist(&genes(a), &genes(b));
+            let acc = if b["substyle"] == a["substyle"] { &mut same } else { &mut other };
+            acc.0 += d;
+            acc.1 += 1;
+        }
+    }
+    let (same, other) = (same.0 / same.1 as f64, other.0 / other.1 as f64);
+    assert!(same < 0.6 * other, "gene distance within a sub-style {same:.3}, across sub-styles of a style {other:.3}");
+    let sub: HashMap<&str, (&str, &str)> = tracks.iter().map(|t| (t["track_id"].as_str(), (t["style"].as_str(), t["substyle"].as_str()))).collect();
+    let log = ingest(&dir.path().join("listens.tsv"), IngestOptions::default(), &mut |_| {}).unwrap();
+    let d = build(&log, &DataConfig::default(), &read_durations(&dir.path().join("tracks.tsv")).unwrap());
+    let (mut follow, mut n) = (0usize, 0usize);
+    for s in 0..d.sessions.len() {
+        for w in d.sessions.item[d.sessions.range(s)].windows(2) {
+            let key = |i: u32| sub.get(d.items[i as usize].track.id.as_str()).copied();
+            follow += usize::from(key(w[0]) == key(w[1]));
+            n += 1;
+        }
+    }
+    let share = follow as f64 / n as f64;
+    eprintln!("sub-style share {share:.3}");
+    assert!(share > 0.6 && share < 0.85, "consecutive plays in one sub-style: {share:.3} of {n}");
+}
+
+#[test]
+fn stay_out_of_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = synth(&SynthConfig { substyles: 3, stay: 1.5, ..cfg(2, 50, 100, 1) }, dir.path()).unwrap_err().to_string();
+    assert!(e.contains("--stay") && e.contains("1.5"), "{e}");
+}

@@ -207,6 +207,7 @@ fn grid_configs_are_checked_and_slurm_gets_one_array_task_per_cell() {
     bad("[grid]", "[grid]\nseeds = [1]", "unknown field `seeds`");
     bad("[grid]", "[grid]\ncompletion = []", "[grid] completion is empty");
     bad("[grid]\n", "", "no [grid] table");
+    bad("modalities = [[], [\"mgphot\"]]", "variants = [{ modalities = [\"mgphot\"], fusion = [] }]", "a variant's `fusion` is empty");
     let o = grid(&cfg, &dir.path().join("out")).args(["--cell", "9"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("has 4 cells (0 to 3); there is no cell 9"));
 
@@ -240,4 +241,25 @@ fn the_paper_grid_config_expands() {
     for v in ["ID only", "+A/L/M", "+A/L/M+CR"] {
         assert_eq!(text.lines().filter(|l| l.split("  ").any(|c| c.trim() == v)).count(), 18, "{v}: {text}");
     }
+}
+
+/// #11's grid on planted-signal data: five plugins × three encoders, and the completion input
+/// pinned to one plugin by its variant.
+#[test]
+fn the_synth_grid_config_expands_with_a_variant_pinned_to_one_plugin() {
+    let o = common::encore()
+        .args(["grid"])
+        .arg(common::workspace().join("configs/synth-grid.toml"))
+        .args(["--out", "/nonexistent/synth-grid", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("21 cells"), "{text}");
+    let count = |v: &str| text.lines().filter(|l| l.split("  ").any(|c| c.trim() == v)).count();
+    assert_eq!(count("ID only"), 3, "{text}");
+    for plugin in ["weighted-sum", "concat", "gated", "cross-attention", "film"] {
+        assert_eq!(count(&format!("+A/L/T/M ({plugin})")), 3, "{plugin}: {text}");
+    }
+    assert_eq!(count("+A/L/T/M+CR (weighted-sum)"), 3, "{text}");
 }

@@ -177,6 +177,7 @@ fn report_html_renders_in_headless_chromium_with_its_tables_and_plots() {
         data: "1000 items, 500 test cases.",
         rows: &rows,
         notes: &notes,
+        comparisons: &[],
     });
     let path = dir.path().join("report.html");
     std::fs::write(&path, &page).unwrap();

@@ -125,6 +125,12 @@ pub struct SynthArgs {
     /// Write listens.tsv.gz.
     #[arg(long)]
     pub gzip: bool,
+    /// Sub-styles per style, marked in genes, lyrics, tempo and pitch (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub substyles: u32,
+    /// With --substyles, the chance per play of following the previous track's sub-style.
+    #[arg(long, default_value_t = 0.5)]
+    pub stay: f64,
 }
 
 /// Runs `encore data ...`.
@@ -182,6 +188,8 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 clips: a.clips,
                 clip_seconds: a.clip_seconds,
                 gzip: a.gzip,
+                substyles: a.substyles,
+                stay: a.stay,
             };
             let s = super::synth::synth(&cfg, &a.out).with_context(|| format!("writing the synthetic log into {}", a.out.display()))?;
             eprintln!("wrote {} rows ({} malformed) to {}", s.rows, s.bad_rows, a.out.display());

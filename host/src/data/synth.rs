@@ -5,7 +5,11 @@
 //! duration, and optional WAV clips whose tempo, pitch and timbre depend on it. Popularity is Zipf.
 //! Users prefer a main style and one or two others; within a session they drift between styles
 //! with probability `drift`; plays of a style they do not prefer are skipped (a low completion
-//! ratio) far more often. Gaps between plays are the listened part of the track plus a short
+//! ratio) far more often. With `substyles` > 0 each style splits into sub-styles (micro-genres)
+//! whose own gene offsets, lyric words, tempo and pitch mark their tracks, and with probability
+//! `stay` a play follows the previous one within its sub-style, picked regardless of popularity
+//! (a listener follows a sound, not a chart): a signal that content can find on tail items, where
+//! the style-level signal alone cannot (within a style, the best guess is always its hits). Gaps between plays are the listened part of the track plus a short
 //! pause; sessions are separated by ≥ 30 minutes. Like the real file, each user's rows are newest
 //! first. Everything comes from one seeded xoshiro256** stream, so a seed gives byte-identical
 //! output. Files: `listens.tsv[.gz]`, `tracks.tsv` (the side-car item table, with `track_id` as
@@ -43,6 +47,10 @@ pub struct SynthConfig {
     pub clip_seconds: f32,
     /// Write `listens.tsv.gz` instead of `listens.tsv`.
     pub gzip: bool,
+    /// Sub-styles per style (0: none, and the stream is as without them).
+    pub substyles: u32,
+    /// With sub-styles, per play, the chance that it follows the previous track's sub-style.
+    pub stay: f64,
 }
 
 impl Default for SynthConfig {
@@ -61,6 +69,8 @@ impl Default for SynthConfig {
             clips: 0,
             clip_seconds: 2.0,
             gzip: false,
+            substyles: 0,
+            stay: 0.5,
         }
     }
 }
@@ -180,6 +190,14 @@ struct Style {
     timbre: [f64; 4],
 }
 
+/// A sub-style: offsets from its style that mark its tracks.
+struct Substyle {
+    genes: Vec<f64>,
+    words: Vec<usize>,
+    tempo: f64,
+    pitch: f64,
+}
+
 /// One generated track.
 #[derive(Debug, Clone)]
 pub struct SynthTrack {
@@ -193,6 +211,8 @@ pub struct SynthTrack {
     pub title: String,
     /// Latent style.
     pub style: usize,
+    /// Sub-style within the style (0 without sub-styles).
+    pub substyle: usize,
     /// Seconds.
     pub duration: u32,
     /// Beats per minute of its clip.
@@ -237,6 +257,7 @@ pub struct SynthSummary {
 /// Generates the log and its side tables into `out`.
 pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
     anyhow::ensure!(cfg.users > 0 && cfg.tracks > 0 && cfg.styles > 0, "--users, --tracks and --styles must be positive");
+    anyhow::ensure!((0.0..=1.0).contains(&cfg.stay), "--stay must be in [0, 1], not {}", cfg.stay);
     let mut rng = Rng::new(cfg.seed);
     let n_styles = cfg.styles as usize;
     let pool: Vec<String> = (0..600)
@@ -268,6 +289,20 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
                 pitch: 110.0 * 2f64.powf(2.0 * rng.f64()),
                 timbre,
             }
+        })
+        .collect();
+    // Drawn only with sub-styles, so a seed without them gives the stream it always gave.
+    let n_subs = cfg.substyles as usize;
+    let subs: Vec<Vec<Substyle>> = (0..if n_subs > 0 { n_styles } else { 0 })
+        .map(|_| {
+            (0..n_subs)
+                .map(|_| Substyle {
+                    genes: (0..GENES).map(|_| 0.2 * rng.normal()).collect(),
+                    words: (0..20).map(|_| rng.below(pool.len())).collect(),
+                    tempo: 2f64.powf(0.6 * rng.f64() - 0.3),
+                    pitch: 2f64.powf(rng.f64() - 0.5),
+                })
+                .collect()
         })
         .collect();
 
@@ -310,15 +345,29 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             if rng.f64() < 0.3 {
                 tags.push(DESCRIPTORS[rng.below(DESCRIPTORS.len())]);
             }
+            let substyle = if n_subs > 0 { rng.below(n_subs) } else { 0 };
+            let sub = subs.get(style).map(|v| &v[substyle]);
             let lyrics = (0..40)
-                .map(|_| pool[if rng.f64() < 0.7 { st.words[rng.below(st.words.len())] } else { rng.below(pool.len()) }].as_str())
+                .map(|_| {
+                    let w = match sub {
+                        Some(sb) if rng.f64() < 0.4 => sb.words[rng.below(sb.words.len())],
+                        _ if rng.f64() < 0.7 => st.words[rng.below(st.words.len())],
+                        _ => rng.below(pool.len()),
+                    };
+                    pool[w].as_str()
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
-            let genes = st.genes.iter().map(|g| ((g + 0.12 * rng.normal()).clamp(0.0, 1.0) * 5.0).round() / 5.0).collect();
+            let genes = st
+                .genes
+                .iter()
+                .enumerate()
+                .map(|(i, g)| ((g + sub.map_or(0.0, |sb| sb.genes[i]) + 0.12 * rng.normal()).clamp(0.0, 1.0) * 5.0).round() / 5.0)
+                .collect();
             let duration = (st.duration * (0.25 * rng.normal()).exp()).clamp(30.0, 900.0).round() as u32;
-            let tempo = (st.tempo * (1.0 + 0.05 * rng.normal())).max(40.0);
-            let pitch = st.pitch * 2f64.powf(0.1 * rng.normal());
-            SynthTrack { id, mbid, artist, title, style, duration, tempo, pitch, tags, lyrics, genes, rank: perm[t] }
+            let tempo = (st.tempo * sub.map_or(1.0, |sb| sb.tempo) * (1.0 + 0.05 * rng.normal())).max(40.0);
+            let pitch = st.pitch * sub.map_or(1.0, |sb| sb.pitch) * 2f64.powf(0.1 * rng.normal());
+            SynthTrack { id, mbid, artist, title, style, substyle, duration, tempo, pitch, tags, lyrics, genes, rank: perm[t] }
         })
         .collect();
     let zipf_w = |t: &SynthTrack| 1.0 / (t.rank as f64 + 1.0).powf(cfg.zipf);
@@ -326,6 +375,8 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
     tracks.iter().enumerate().for_each(|(i, t)| by_style[t.style].push(i));
     let style_cdf: Vec<Vec<f64>> = by_style.iter().map(|ts| cdf(ts.iter().map(|&i| zipf_w(&tracks[i])))).collect();
     let any_cdf = cdf(tracks.iter().map(zipf_w));
+    let mut by_sub: Vec<Vec<usize>> = vec![Vec::new(); n_styles * n_subs];
+    tracks.iter().enumerate().filter(|_| n_subs > 0).for_each(|(i, t)| by_sub[t.style * n_subs + t.substyle].push(i));
 
     // Users: a main style, one or two more, and a little of everything.
     let n_users = cfg.users as usize;
@@ -383,10 +434,17 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
                     }
                     let tr = match prev {
                         Some(p) if rng.f64() < 0.04 => p,
+                        Some(p) if n_subs > 0 && rng.f64() < cfg.stay => {
+                            let near = &by_sub[tracks[p].style * n_subs + tracks[p].substyle];
+                            near[rng.below(near.len())]
+                        }
                         _ if by_style[style].is_empty() => rng.pick(&any_cdf),
                         _ => by_style[style][rng.pick(&style_cdf[style])],
                     };
                     let track = &tracks[tr];
+                    if n_subs > 0 {
+                        style = track.style;
+                    }
                     let skip_p = if prefs.contains(&track.style) { 0.08 } else { 0.45 };
                     let frac = if rng.f64() < skip_p {
                         0.03 + 0.27 * rng.f64()
@@ -444,7 +502,7 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
     crate::io::write_atomic(&p, |w| {
         writeln!(
             w,
-            "track_id\ttrack_mbid\tartist_id\tartist\ttitle\tstyle\tstyle_name\tduration_s\ttempo_bpm\tpitch_hz\tpopularity_rank\ttags\tlyrics\tmgphot"
+            "track_id\ttrack_mbid\tartist_id\tartist\ttitle\tstyle\tsubstyle\tstyle_name\tduration_s\ttempo_bpm\tpitch_hz\tpopularity_rank\ttags\tlyrics\tmgphot"
         )?;
         for t in &tracks {
             let (amb, aname, _) = &artists[t.artist];
@@ -452,11 +510,12 @@ pub fn synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
             let genes = t.genes.iter().map(|g| format!("{g:.1}")).collect::<Vec<_>>().join(",");
             writeln!(
                 w,
-                "{}\t{}\t{aid}\t{aname}\t{}\t{}\t{}\t{}\t{:.1}\t{:.1}\t{}\t{}\t{}\t{genes}",
+                "{}\t{}\t{aid}\t{aname}\t{}\t{}\t{}\t{}\t{}\t{:.1}\t{:.1}\t{}\t{}\t{}\t{genes}",
                 t.id,
                 t.mbid,
                 t.title,
                 t.style,
+                t.substyle,
                 styles[t.style].name,
                 t.duration,
                 t.tempo,

@@ -168,6 +168,43 @@ pub(crate) fn page(r: &GridReport) -> String {
         }
         let _ = writeln!(out, "</section>");
     }
+    for (m, k) in &full_metrics {
+        let name = format!("{m}@{k}");
+        let mut opened = false;
+        for (subset, what) in table::SUBSETS {
+            let lines = table::subset_lines(rows, r.comparisons, subset, m, *k);
+            let Some(n) = lines.first().map(|l| l.n_cases) else { continue };
+            if !opened {
+                let _ = writeln!(
+                    out,
+                    "<section class=\"subsets\" data-metric=\"{}\"><h2>Long tail and cold start: {} (full ranking)</h2>",
+                    escape(&name),
+                    escape(&name)
+                );
+                opened = true;
+            }
+            let points: Vec<Interval> = lines
+                .iter()
+                .map(|l| Interval {
+                    label: format!("{}{}", l.label, if l.mark().is_empty() { "" } else { " " }) + l.mark(),
+                    series: l.series.clone(),
+                    value: l.value,
+                    ci: l.ci,
+                })
+                .collect();
+            let svg = plots::intervals(&format!("{name} on {subset} cases (n = {n})"), &name, &points);
+            figure(
+                &mut out,
+                subset,
+                &name,
+                svg,
+                &format!("{name} on the {n} {what}: the dot is the mean over those cases, the whisker its bootstrap 95% interval; after a label, * marks a gain over the same row's ID-only cell and \"sig. loss\" a loss (paired bootstrap, Holm-adjusted p < 0.05), n.s. neither."),
+            );
+        }
+        if opened {
+            let _ = writeln!(out, "</section>");
+        }
+    }
     for p in protocols.iter().filter(|p| *p != FULL) {
         let metrics: Vec<(String, u32)> = table::metrics(rows, p).into_iter().filter(|mk| full_metrics.contains(mk)).collect();
         if metrics.is_empty() {

@@ -411,3 +411,63 @@ pub(crate) mod tests {
         assert!((pairs[0].inflation().unwrap() - 0.61 / 0.21).abs() < 1e-12);
     }
 }
+
+/// The subsets beyond "all" that the report shows, with what each holds.
+pub(crate) const SUBSETS: [(&str, &str); 2] =
+    [("tail", "long-tail targets (the items holding the less-played half of training plays)"), ("cold", "cold-start targets (items never played in training)")];
+
+/// One cell's value on a subset of test cases, with its paired comparison, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubsetLine {
+    /// The cell's label (LLM · encoder · variant, or the baseline's name).
+    pub label: String,
+    /// Its variant (`-` for a baseline).
+    pub series: String,
+    /// Cases in the subset.
+    pub n_cases: usize,
+    /// The mean over the subset's cases, and its interval.
+    pub value: f64,
+    pub ci: Option<(f64, f64)>,
+    /// The paired difference against the cell's ID-only cell, its interval and adjusted p.
+    pub diff: Option<f64>,
+    pub diff_ci: Option<(f64, f64)>,
+    pub p_adjusted: Option<f64>,
+}
+
+impl SubsetLine {
+    /// `*` for a significant gain, `sig. loss`, `n.s.`, or empty where nothing was compared.
+    pub fn mark(&self) -> &'static str {
+        match (self.diff, self.p_adjusted) {
+            (Some(d), Some(p)) if p < ALPHA && d > 0.0 => mark(Verdict::Gain),
+            (Some(d), Some(p)) if p < ALPHA && d < 0.0 => mark(Verdict::Loss),
+            (Some(_), _) => mark(Verdict::NotSignificant),
+            _ => mark(Verdict::Reference),
+        }
+    }
+}
+
+/// Every full-ranking cell's value on `subset` for metric@k, from the per-case comparisons, in
+/// the order of `rows` (the paper table's rows, baselines last). Cells without per-case values
+/// on that subset are left out.
+pub(crate) fn subset_lines(rows: &[ResultRow], comparisons: &[crate::eval::compare::Row], subset: &str, metric: &str, k: u32) -> Vec<SubsetLine> {
+    let mut cells: Vec<&ResultRow> = rows.iter().filter(|r| r.protocol == FULL && r.metric == metric && r.k == k).collect();
+    cells.sort_by_key(|r| is_baseline(r));
+    let (lo, hi) = seeds(rows);
+    cells
+        .into_iter()
+        .filter_map(|r| {
+            let c = comparisons.iter().find(|c| c.model == r.cell && c.subset == subset && c.metric == metric && c.k == k)?;
+            let seed = if lo == hi || is_baseline(r) { String::new() } else { format!(" (seed {})", r.seed) };
+            Some(SubsetLine {
+                label: label(&r.llm, &r.encoder, &r.variant) + &seed,
+                series: if is_baseline(r) { r.encoder.clone() } else { r.variant.clone() },
+                n_cases: c.n_cases,
+                value: c.value,
+                ci: c.ci,
+                diff: c.diff,
+                diff_ci: c.diff_ci,
+                p_adjusted: c.p_holm,
+            })
+        })
+        .collect()
+}

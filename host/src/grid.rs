@@ -787,6 +787,24 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
         models.push((c.id.clone(), r.metric.iter().filter(|m| !m.cases.is_empty()).map(|m| (m.metric.clone(), m.k, m.cases.clone())).collect()));
     }
     let baselines: Vec<(String, Option<String>)> = results.iter().map(|(c, _)| (c.id.clone(), baseline_of(c))).collect();
+    // The completion input on its own: each `embed` cell against the same cell without it.
+    let without_cr = |c: &Cell| -> Option<String> {
+        (c.completion == "embed")
+            .then(|| {
+                grid.cells.iter().find(|b| {
+                    b.completion == "none"
+                        && b.modalities == c.modalities
+                        && b.fusion == c.fusion
+                        && b.llm == c.llm
+                        && b.encoder == c.encoder
+                        && b.seed == c.seed
+                        && b.protocol == c.protocol
+                })
+            })
+            .flatten()
+            .map(|b| b.id.clone())
+    };
+    let cr_baselines: Vec<(String, Option<String>)> = results.iter().map(|(c, _)| (c.id.clone(), without_cr(c))).collect();
     let subsets = crate::eval::compare::subsets(&data.test, &counts);
     // One family of comparisons per protocol (and, inside compare, per subset and metric@k).
     let mut comparisons = Vec::new();
@@ -794,11 +812,20 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
         let mut of_p: Vec<(String, PerCase)> = models.iter().filter(|(id, _)| grid.cells.iter().any(|c| c.id == *id && c.protocol == p)).cloned().collect();
         of_p.extend(mostpop.iter().filter(|m| m.0 == p).map(|(_, id, cases)| (id.clone(), cases.clone())));
         comparisons.extend(crate::eval::compare::compare(&of_p, &baselines, &subsets, bootstrap.unwrap_or_default()));
+        // A family of its own (Holm within it): only the rows that compare something.
+        if cr_baselines.iter().any(|(_, b)| b.is_some()) {
+            comparisons.extend(
+                crate::eval::compare::compare(&of_p, &cr_baselines, &subsets, bootstrap.unwrap_or_default()).into_iter().filter(|r| r.baseline.is_some()),
+            );
+        }
     }
     for (c, r) in &results {
         for m in &r.metric {
             let mut x = row(&c.id, c.llm.as_deref().unwrap_or("-"), &c.encoder, &c.variant, c.seed, c.protocol, m);
-            if let Some(cmp) = comparisons.iter().find(|x| x.model == c.id && x.subset == "all" && x.metric == m.metric && x.k == m.k && x.baseline.is_some()) {
+            let base = baseline_of(c);
+            if let Some(cmp) =
+                comparisons.iter().find(|x| x.model == c.id && x.subset == "all" && x.metric == m.metric && x.k == m.k && base.is_some() && x.baseline == base)
+            {
                 x.baseline = cmp.baseline.clone();
                 x.diff = cmp.diff;
                 x.diff_ci = cmp.diff_ci;

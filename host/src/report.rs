@@ -80,6 +80,30 @@ pub fn grid_markdown(r: &GridReport) -> String {
     }
     let full = table::metrics(rows, table::FULL);
     subsets_markdown(&mut out, r, &full);
+    let other = table::other_comparisons(rows, r.comparisons);
+    if !other.is_empty() {
+        let _ = writeln!(
+            out,
+            "## The completion input on its own (full ranking)\n\nEach `+CR` cell against the same cell without the completion input, case by case (paired bootstrap, Holm within these comparisons of one subset and metric@k).\n"
+        );
+        let _ = writeln!(out, "| cell | against | subset | metric | n | value | difference [95% CI] | p (Holm) |\n|---|---|---|---|---|---|---|---|");
+        for (cell, base, c) in other {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {}@{} | {} | {} | {} | {} |",
+                md(&cell),
+                md(&base),
+                c.subset,
+                md(&c.metric),
+                c.k,
+                c.n_cases,
+                table::num(c.value),
+                c.diff.map_or("–".into(), |d| format!("{d:+.4}{}", c.diff_ci.map_or(String::new(), |(a, b)| format!(" [{a:+.4}, {b:+.4}]")))),
+                c.p_holm.map_or("–".into(), |p| format!("{p:.4}"))
+            );
+        }
+        out.push('\n');
+    }
     for p in protocols.iter().filter(|p| *p != table::FULL) {
         let metrics: Vec<(String, u32)> = table::metrics(rows, p).into_iter().filter(|mk| full.contains(mk)).collect();
         if metrics.is_empty() {
@@ -309,7 +333,10 @@ mod tests {
             n_cases: n,
             value,
             ci: Some((value - 0.01, value + 0.01)),
-            baseline: diff.map(|_| "b".into()),
+            baseline: diff.map(|_| {
+                let parts: Vec<&str> = model.split('/').collect();
+                format!("{}/{}/ID only/{}", parts[0], parts[1], parts[parts.len() - 1])
+            }),
             baseline_value: diff.map(|(d, _)| value - d),
             diff: diff.map(|d| d.0),
             diff_ci: diff.map(|(d, _)| (d - 0.005, d + 0.005)),
@@ -328,6 +355,7 @@ mod tests {
             compared("qwen/GRU4Rec/+A/L/M/seed0", "tail", 40, 0.02, Some((-0.005, 0.5))),
             compared("-/MostPop/-/seed0", "cold", 7, 0.0, None),
             compared("qwen/SASRec/+A/L/M/seed0", "all", 300, 0.22, Some((0.02, 0.01))),
+            Row { baseline: Some("qwen/SASRec/+A/L/M/seed0".into()), ..compared("qwen/SASRec/+A/L/M+CR/seed0", "all", 300, 0.25, Some((0.03, 0.04))) },
         ];
         let report = GridReport { comparisons: &cmp, ..grid_report(&rows, &[]) };
         let md = grid_markdown(&report);
@@ -342,6 +370,9 @@ mod tests {
         );
         assert_eq!(lines[h + 4], "| qwen · GRU4Rec · +A/L/M | 0.0200 [0.0100, 0.0300] (Δ -0.0050 [-0.0100, 0.0000] n.s.) | – |");
         assert_eq!(lines[h + 5], "| MostPop | – | 0.0000 [-0.0100, 0.0100] |");
+        at("## The completion input on its own (full ranking)");
+        at("| qwen · SASRec · +A/L/M+CR | qwen · SASRec · +A/L/M | all | recall@10 | 300 | 0.2500 | +0.0300 [+0.0250, +0.0350] | 0.0400 |");
+        assert!(!md.contains("| qwen · SASRec · ID only | all |"), "comparisons against ID only are not listed again: {md}");
         let page = html(&report);
         for (class, title) in [("tail", "recall@10 on tail cases (n = 40)"), ("cold", "recall@10 on cold cases (n = 7)")] {
             assert!(page.contains(&format!("<figure class=\"plot {class}\" data-metric=\"recall@10\">")), "no {class} figure");

@@ -456,7 +456,9 @@ pub(crate) fn subset_lines(rows: &[ResultRow], comparisons: &[crate::eval::compa
     cells
         .into_iter()
         .filter_map(|r| {
-            let c = comparisons.iter().find(|c| c.model == r.cell && c.subset == subset && c.metric == metric && c.k == k)?;
+            let c = comparisons
+                .iter()
+                .find(|c| c.model == r.cell && c.subset == subset && c.metric == metric && c.k == k && (c.baseline.is_none() || c.baseline == r.baseline))?;
             let seed = if lo == hi || is_baseline(r) { String::new() } else { format!(" (seed {})", r.seed) };
             Some(SubsetLine {
                 label: label(&r.llm, &r.encoder, &r.variant) + &seed,
@@ -468,6 +470,20 @@ pub(crate) fn subset_lines(rows: &[ResultRow], comparisons: &[crate::eval::compa
                 diff_ci: c.diff_ci,
                 p_adjusted: c.p_holm,
             })
+        })
+        .collect()
+}
+
+/// Comparisons of a cell with a baseline other than its ID-only cell (the completion input: a
+/// `+CR` cell against the same cell without it), full ranking: (cell label, baseline label, row).
+pub(crate) fn other_comparisons<'a>(rows: &[ResultRow], comparisons: &'a [crate::eval::compare::Row]) -> Vec<(String, String, &'a crate::eval::compare::Row)> {
+    let label_of = |cell: &str| rows.iter().find(|r| r.cell == cell).map(|r| label(&r.llm, &r.encoder, &r.variant));
+    comparisons
+        .iter()
+        .filter_map(|c| {
+            let base = c.baseline.as_deref()?;
+            let r = rows.iter().find(|r| r.protocol == FULL && r.cell == c.model && r.metric == c.metric && r.k == c.k)?;
+            (r.baseline.as_deref() != Some(base)).then(|| (label(&r.llm, &r.encoder, &r.variant), label_of(base).unwrap_or_else(|| base.to_string()), c))
         })
         .collect()
 }

@@ -666,21 +666,7 @@ fn plugin(sandbox: &SandboxArgs, cmd: PluginCommand) -> anyhow::Result<()> {
                     }
                 }
             }
-            let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-            for r in &rows {
-                println!(
-                    "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    w0 = widths[0],
-                    w1 = widths[1],
-                    w2 = widths[2],
-                    w3 = widths[3]
-                );
-            }
+            print!("{}", crate::io::text_table(&rows));
             if failed > 0 {
                 eprintln!("{failed} file(s) could not be loaded as plugins");
             }

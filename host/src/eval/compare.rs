@@ -138,7 +138,7 @@ fn holm(rows: &mut [Row]) {
 /// interval and adjusted p-value.
 pub fn table(rows: &[Row]) -> String {
     let ci = |c: Option<(f64, f64)>| c.map_or(String::new(), |(l, h)| format!(" [{l:.4}, {h:.4}]"));
-    let mut out = String::from("per-case comparison (95% bootstrap intervals; diff is paired, p Holm-adjusted over all comparisons)\n");
+    let mut out = String::from("per-case comparison (95% bootstrap intervals; diff is paired, p Holm-adjusted within each subset × metric@k)\n");
     for r in rows {
         let vs = match (&r.baseline, r.diff) {
             (Some(b), Some(d)) => format!("  vs {b}: {d:+.4}{} p={:.4}", ci(r.diff_ci), r.p_holm.unwrap_or(1.0)),

@@ -617,25 +617,9 @@ fn eval_zero_shot(sandbox: &SandboxArgs, args: &EvalArgs) -> anyhow::Result<()> 
     let params = crate::train::EvalParams { ks: args.ks.clone(), sampled_negatives: args.negatives, ..crate::train::EvalParams::default() };
     let bootstrap = (args.bootstrap > 0).then(|| Bootstrap { resamples: args.bootstrap, seed: args.seed, ..Bootstrap::default() });
     let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), args.negatives);
-    let cpu = candle_core::Device::Cpu;
-    let mut reports = Vec::new();
-    let pop = crate::pipeline::Popularity::new(&crate::pipeline::play_counts(&data))?;
-    for (name, scorer) in [("MostPop", &pop as &dyn eval::Scorer), ("Random", &crate::pipeline::random_scorer(cases.len(), data.n_items, args.seed)?)] {
-        let mut s = MetricSuite::new(&plugins, &args.ks, data.n_items as u32)?;
-        crate::train::scoring::sampled(scorer, &cases, &params, &mut s, &cpu)?;
-        reports.push((label(name), s.finish(bootstrap)?));
-    }
-    let path = crate::run::resolve_model(model)?;
-    let mut vars = crate::models::Params::new(0, &device);
-    let loaded = crate::llm::load(&path, &device, None, &mut vars).with_context(|| format!("--zero-shot {}", model.display()))?;
-    let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, &texts, args.max_items)?;
-    eprintln!("zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", cases.len(), args.negatives, loaded.name);
-    let t0 = std::time::Instant::now();
-    let mut s = MetricSuite::new(&plugins, &args.ks, data.n_items as u32)?;
-    crate::llm::zero_shot::evaluate(&zs, &cases, &params, &mut s, true)?;
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!("zero-shot: {secs:.0} s, {:.1} candidates/s", (cases.len() * (args.negatives + 1)) as f64 / secs.max(1e-9));
-    reports.push((label(&loaded.name), s.finish(bootstrap)?));
+    let mut reports = crate::pipeline::sampled_baselines(&plugins, &cases, &params, &crate::pipeline::play_counts(&data), args.seed, bootstrap, &label)?;
+    let (name, report, _) = crate::pipeline::zero_shot(&plugins, model, &texts, args.max_items, &cases, &params, &device, bootstrap, true)?;
+    reports.push((label(&name), report));
     print!("{}", crate::run::table(&reports));
     if let Some(out) = &args.out {
         crate::run::write_results(out, &reports)?;

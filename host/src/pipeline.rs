@@ -240,6 +240,58 @@ pub fn random_scorer(n_users: usize, n_items: usize, seed: u64) -> anyhow::Resul
     crate::eval::DotScorer::from_vecs(draw(n_users), items, 16, &Device::Cpu)
 }
 
+/// The zero-shot protocol's two baselines on `cases`, each target among the sampled negatives of
+/// `params`: MostPop by `counts` and a random ranking seeded by `seed`, labelled by `label`.
+pub fn sampled_baselines(
+    plugins: &[Plugin],
+    cases: &[train::EvalCase],
+    params: &EvalParams,
+    counts: &[f32],
+    seed: u64,
+    bootstrap: Option<Bootstrap>,
+    label: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Vec<(String, EvalReport)>> {
+    let n_items = counts.len();
+    let pop = Popularity::new(counts)?;
+    let random = random_scorer(cases.len(), n_items, seed)?;
+    let mut out = Vec::new();
+    for (name, scorer) in [("MostPop", &pop as &dyn Scorer), ("Random", &random)] {
+        let mut s = MetricSuite::new(plugins, &params.ks, n_items as u32)?;
+        train::scoring::sampled(scorer, cases, params, &mut s, &Device::Cpu)?;
+        out.push((label(name), s.finish(bootstrap)?));
+    }
+    Ok(out)
+}
+
+/// Honest zero-shot: the LLM at `model` (an HF folder, a GGUF, or `smollm2`) ranks each case's
+/// target among `params`' sampled negatives by its likelihood of the items' texts. Returns the
+/// LLM's name, its report and the candidates scored per second.
+#[allow(clippy::too_many_arguments)]
+pub fn zero_shot(
+    plugins: &[Plugin],
+    model: &Path,
+    texts: &[String],
+    max_items: usize,
+    cases: &[train::EvalCase],
+    params: &EvalParams,
+    device: &Device,
+    bootstrap: Option<Bootstrap>,
+    progress: bool,
+) -> anyhow::Result<(String, EvalReport, f64)> {
+    let path = crate::run::resolve_model(model)?;
+    let mut vars = crate::models::Params::new(0, device);
+    let loaded = crate::llm::load(&path, device, None, &mut vars).with_context(|| format!("zero-shot model {}", model.display()))?;
+    let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, texts, max_items)?;
+    eprintln!("zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", cases.len(), params.sampled_negatives, loaded.name);
+    let t0 = std::time::Instant::now();
+    let mut s = MetricSuite::new(plugins, &params.ks, texts.len() as u32)?;
+    crate::llm::zero_shot::evaluate(&zs, cases, params, &mut s, progress)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = (cases.len() * (params.sampled_negatives + 1)) as f64 / secs.max(1e-9);
+    eprintln!("zero-shot: {secs:.0} s, {rate:.1} candidates/s");
+    Ok((loaded.name.clone(), s.finish(bootstrap)?, rate))
+}
+
 /// The per-case series a finished suite kept, for paired comparisons.
 pub fn per_case(suite: &MetricSuite, metrics: &[String], ks: &[u32]) -> PerCase {
     let mut out = Vec::new();

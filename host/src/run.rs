@@ -558,14 +558,7 @@ fn zero_shot(
         let params = EvalParams { sampled_negatives: z.negatives, ..cfg.eval.clone() };
         let label = |name: &str| format!("{name} (zs {}, 1+{})", cases.len(), z.negatives);
         let suite = || MetricSuite::new(plugins, &cfg.eval.ks, data.n_items as u32);
-        let cpu = candle_core::Device::Cpu;
-        let mut s = suite()?;
-        let pop = pipeline::Popularity::new(counts)?;
-        train::scoring::sampled(&pop, &cases, &params, &mut s, &cpu)?;
-        reports.push((label("MostPop"), s.finish(bootstrap)?));
-        let mut s = suite()?;
-        train::scoring::sampled(&pipeline::random_scorer(cases.len(), data.n_items, cfg.report.seed)?, &cases, &params, &mut s, &cpu)?;
-        reports.push((label("Random"), s.finish(bootstrap)?));
+        reports.extend(pipeline::sampled_baselines(plugins, &cases, &params, counts, cfg.report.seed, bootstrap, &label)?);
         for (name, m) in encoders {
             let mut s = suite()?;
             train::scoring::sampled_ranking(m.as_ref(), &cases, &params, &mut s, device)?;
@@ -576,16 +569,9 @@ fn zero_shot(
             train::e4srec::evaluate(m, &cases, &params, &mut s)?;
             reports.push((label(name), s.finish(bootstrap)?));
         }
-        let path = resolve_model(&z.model)?;
-        let mut vars = crate::models::Params::new(0, device);
-        let loaded = crate::llm::load(&path, device, None, &mut vars).with_context(|| format!("[[zero_shot]] `{}`", z.name()))?;
-        let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, texts, z.max_items)?;
-        eprintln!("{}: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", z.name(), cases.len(), z.negatives, loaded.name);
-        let t0 = std::time::Instant::now();
-        let mut s = suite()?;
-        crate::llm::zero_shot::evaluate(&zs, &cases, &params, &mut s, progress)?;
-        eprintln!("{}: {:.0} s", z.name(), t0.elapsed().as_secs_f64());
-        reports.push((label(&z.name()), s.finish(bootstrap)?));
+        let (_, report, _) = pipeline::zero_shot(plugins, &z.model, texts, z.max_items, &cases, &params, device, bootstrap, progress)
+            .with_context(|| format!("[[zero_shot]] `{}`", z.name()))?;
+        reports.push((label(&z.name()), report));
     }
     Ok(reports)
 }

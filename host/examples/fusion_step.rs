@@ -20,7 +20,8 @@ const DIMS: [(&str, usize); 3] = [("mgphot", 58), ("audio-dsp", 99), ("lyrics", 
 const HIDDEN: usize = 64;
 const BATCH: usize = 128;
 
-/// The weighted-sum fusion written by hand: per-input Linear, L2 norm, softmax weights.
+/// The weighted-sum fusion written by hand: per-input Linear, L2 norm of the content parts (the
+/// `id` part keeps its length), softmax weights.
 struct HandWritten {
     id: Tensor,
     lins: Vec<Linear>,
@@ -33,8 +34,12 @@ impl HandWritten {
         let xs = std::iter::once(self.id.narrow(0, 0, n)?).chain(self.mods.iter().cloned());
         let parts = xs
             .zip(&self.lins)
-            .map(|(x, l)| {
+            .enumerate()
+            .map(|(j, (x, l))| {
                 let y = l.forward(&x)?;
+                if j == 0 {
+                    return Ok(y);
+                }
                 Ok(y.broadcast_div(&(y.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?)?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

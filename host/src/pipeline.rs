@@ -282,7 +282,12 @@ pub fn zero_shot(
     let mut vars = crate::models::Params::new(0, device);
     let loaded = crate::llm::load(&path, device, None, &mut vars).with_context(|| format!("zero-shot model {}", model.display()))?;
     let zs = crate::llm::zero_shot::ZeroShot::new(&loaded.model, &loaded.tokenizer, texts, max_items)?;
-    eprintln!("zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood", cases.len(), params.sampled_negatives, loaded.name);
+    eprintln!(
+        "zero-shot: {} test cases, each target among {} sampled negatives, ranked by {}'s likelihood",
+        cases.len(),
+        params.sampled_negatives,
+        loaded.name
+    );
     let t0 = std::time::Instant::now();
     let mut s = MetricSuite::new(plugins, &params.ks, texts.len() as u32)?;
     crate::llm::zero_shot::evaluate(&zs, cases, params, &mut s, progress)?;

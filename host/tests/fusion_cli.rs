@@ -72,8 +72,9 @@ fn a_fused_sasrec_trains_checkpoints_its_plan_by_node_and_resumes() {
     assert!(ok, "{log}");
     assert!(log.contains("fusion: `weighted-sum` over id, a, b"), "{log}");
     let weights = safetensors_names(&out.join("best.safetensors"));
-    // Nodes: id 0, its linear 1, l2 2; a 3, 4, 5; b 6, 7, 8; the weighted sum 9.
-    for want in ["fusion.n1.linear.weight", "fusion.n4.linear.weight", "fusion.n7.linear.bias", "fusion.n9.weights", "item_embedding.weight"] {
+    // Nodes: id 0 and its linear 1 (the id part keeps its length: no l2 node); a 2, 3, 4; b 5, 6,
+    // 7; the weighted sum 8.
+    for want in ["fusion.n1.linear.weight", "fusion.n3.linear.weight", "fusion.n6.linear.bias", "fusion.n8.weights", "item_embedding.weight"] {
         assert!(weights.iter().any(|w| w == want), "{want} not in {weights:?}");
     }
     // Exported embeddings are the fused table.

@@ -71,14 +71,26 @@ pub fn data(cfg: &RunConfig, dir: &Path) -> anyhow::Result<Data> {
     if let Some(d) = &cfg.data.durations {
         data_cfg.completion.durations = Some(d.clone());
     }
-    let reusable = crate::artifact::Manifest::verify(dir, crate::data::schema::PREPARED)
-        .ok()
-        .filter(|m| m.encore == env!("CARGO_PKG_VERSION") && m.inputs == crate::data::command::inputs(cfg.data.log.as_deref(), &data_cfg));
-    let reused = reusable.is_some();
-    let prepared = match reusable {
-        Some(_) => {
+    // The manifest says what the directory was prepared from; loading it verifies every file
+    // once. A directory that does not verify is prepared again.
+    let same_inputs = crate::artifact::Manifest::read(dir, crate::data::schema::PREPARED)
+        .is_ok_and(|m| m.encore == env!("CARGO_PKG_VERSION") && m.inputs == crate::data::command::inputs(cfg.data.log.as_deref(), &data_cfg));
+    let loaded = if same_inputs {
+        match crate::data::command::load_prepared(dir) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("data: {} does not verify ({e:#}); preparing it again", dir.display());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let reused = loaded.is_some();
+    let prepared = match loaded {
+        Some(p) => {
             eprintln!("data: reusing {} (same log and data config; verified)", dir.display());
-            crate::data::command::load_prepared(dir)?
+            p
         }
         None => prepare_into(cfg.data.log.as_deref(), &data_cfg, cfg.data.config.as_deref(), dir)?,
     };

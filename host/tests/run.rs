@@ -55,6 +55,24 @@ bootstrap = 100
     assert!(html.contains("<svg") && html.contains("GRU4Rec") && html.contains("MostPop"), "{html}");
     let recall10 = row("GRU4Rec").split_whitespace().nth(2).unwrap().split('±').next().unwrap().to_string();
     assert!(md.lines().any(|l| l.starts_with("| GRU4Rec | ") && l.contains(&recall10)), "{recall10} not in\n{md}");
+
+    // A second run reuses the prepared data; one whose files no longer verify prepares it again
+    // and prints the same table.
+    let again = |what: &str| {
+        let o = common::encore().args(["run"]).arg(&cfg).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{what}: {err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), stdout, "{what}: another table");
+        err
+    };
+    assert!(again("reuse").contains("data: reusing"));
+    let train = out.join("data/train.parquet");
+    let mut bytes = std::fs::read(&train).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&train, bytes).unwrap();
+    let err = again("a flipped bit");
+    assert!(err.contains("does not verify") && err.contains("train.parquet") && err.contains("preparing it again"), "{err}");
 }
 
 #[test]

@@ -264,10 +264,12 @@ pub fn inputs(file: Option<&Path>, cfg: &DataConfig) -> std::collections::BTreeM
     m
 }
 
-/// Reads back a prepared directory (verified) as [`prepare_into`] returns it.
+/// Reads back a prepared directory (verified once, under a shared lock) as [`prepare_into`]
+/// returns it.
 pub fn load_prepared(dir: &Path) -> anyhow::Result<Prepared> {
-    let dataset = schema::read_dataset(dir)?;
-    let p = schema::read_splits(dir)?;
+    let verified = schema::verify_prepared(dir)?;
+    let dataset = schema::read_dataset_verified(dir, &verified)?;
+    let p = schema::read_splits_verified(dir, &verified)?;
     Ok(Prepared { dataset, splits: p.splits, digest: p.digest })
 }
 

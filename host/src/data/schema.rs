@@ -280,7 +280,12 @@ pub(crate) fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> anyhow:
 
 /// Reads `items.parquet`, `users.parquet` and `sessions.parquet` back from `dir`, verified.
 pub fn read_dataset(dir: &Path) -> anyhow::Result<Dataset> {
-    let _verified = verify_prepared(dir)?;
+    let verified = verify_prepared(dir)?;
+    read_dataset_verified(dir, &verified)
+}
+
+/// [`read_dataset`] of a directory the caller has verified (and holds locked) already.
+pub fn read_dataset_verified(dir: &Path, _verified: &Verified) -> anyhow::Result<Dataset> {
     let mut d = Dataset::default();
     let p = dir.join("items.parquet");
     let (bs, v) = batches(&p)?;
@@ -374,6 +379,11 @@ pub struct PreparedSplits {
 /// [`verify_prepared`]). An empty validation or test split is an error.
 pub fn read_splits(dir: &Path) -> anyhow::Result<PreparedSplits> {
     let verified = verify_prepared(dir)?;
+    read_splits_verified(dir, &verified)
+}
+
+/// [`read_splits`] of a directory the caller has verified (and holds locked) already.
+pub fn read_splits_verified(dir: &Path, verified: &Verified) -> anyhow::Result<PreparedSplits> {
     let p = dir.join("items.parquet");
     let (bs, v) = batches(&p)?;
     check_version(&p, v)?;
@@ -393,7 +403,7 @@ pub fn read_splits(dir: &Path) -> anyhow::Result<PreparedSplits> {
             );
         }
     }
-    Ok(PreparedSplits { n_items, splits: sp, digest: verified.digest })
+    Ok(PreparedSplits { n_items, splits: sp, digest: verified.digest.clone() })
 }
 
 #[cfg(test)]

@@ -245,10 +245,12 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
 /// modification time, or the embedded sample), the duration table likewise, and the data config.
 /// `encore run` reuses a directory whose manifest records the same.
 pub fn inputs(file: Option<&Path>, cfg: &DataConfig) -> std::collections::BTreeMap<String, String> {
+    // The canonical path: `configs/../runs/x.tsv` and `/work/runs/x.tsv` are one log, however a
+    // config or a `--cell` process spelled it.
     let identity = |p: &Path| match std::fs::metadata(p) {
         Ok(m) => format!(
             "{} ({} bytes, modified {} ns)",
-            p.display(),
+            std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display(),
             m.len(),
             m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
         ),
@@ -262,6 +264,20 @@ pub fn inputs(file: Option<&Path>, cfg: &DataConfig) -> std::collections::BTreeM
     m.insert("split".into(), format!("{:?}", cfg.split.protocol).to_lowercase());
     m.insert("config_sha256".into(), crate::artifact::sha256_hex(format!("{cfg:?}").as_bytes()));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_log_spelled_two_ways_is_one_input() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let log = dir.path().join("a/listens.tsv");
+        std::fs::write(&log, "x").unwrap();
+        let cfg = super::DataConfig::default();
+        let other = dir.path().join("a/../a/./listens.tsv");
+        assert_eq!(super::inputs(Some(&log), &cfg), super::inputs(Some(&other), &cfg));
+    }
 }
 
 /// Reads back a prepared directory (verified once, under a shared lock) as [`prepare_into`]

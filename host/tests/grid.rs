@@ -225,16 +225,16 @@ fn grid_configs_are_checked_and_slurm_gets_one_array_task_per_cell() {
     assert!(out.join("slurm").is_dir(), "the tasks' output directory exists before sbatch opens it");
 }
 
+/// `encore grid CONFIG --dry-run` on a config of the repository: its cell table.
+fn dry_run(config: &str) -> String {
+    let o = common::encore().args(["grid"]).arg(common::workspace().join(config)).args(["--out", "/nonexistent/grid", "--dry-run"]).output().unwrap();
+    assert!(o.status.success(), "{config}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn the_paper_grid_config_expands() {
-    let o = common::encore()
-        .args(["grid"])
-        .arg(common::workspace().join("configs/paper.toml"))
-        .args(["--out", "/nonexistent/paper", "--dry-run"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = dry_run("configs/paper.toml");
     // {Qwen2.5-7B, LLaMA-2-13B, LLaMA-3-70B} × {SASRec, BERT4Rec, GRU4Rec} × {ID only, +A/L/M,
     // +A/L/M+CR} × {full, 1+199}.
     assert!(text.contains("54 cells"), "{text}");
@@ -247,14 +247,7 @@ fn the_paper_grid_config_expands() {
 /// pinned to one plugin by its variant.
 #[test]
 fn the_synth_grid_config_expands_with_a_variant_pinned_to_one_plugin() {
-    let o = common::encore()
-        .args(["grid"])
-        .arg(common::workspace().join("configs/synth-grid.toml"))
-        .args(["--out", "/nonexistent/synth-grid", "--dry-run"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = dry_run("configs/synth-grid.toml");
     assert!(text.contains("21 cells"), "{text}");
     let count = |v: &str| text.lines().filter(|l| l.split("  ").any(|c| c.trim() == v)).count();
     assert_eq!(count("ID only"), 3, "{text}");

@@ -772,37 +772,22 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
     }
     // Paired comparisons: each cell against the ID-only cell of the same LLM, encoder, seed and
     // protocol; Holm's correction within each protocol, subset and metric@k.
-    let baseline_of = |c: &Cell| -> Option<String> {
-        if c.modalities.is_empty() && c.completion == "none" {
-            return None;
-        }
-        grid.cells
-            .iter()
-            .find(|b| {
-                b.modalities.is_empty() && b.completion == "none" && b.llm == c.llm && b.encoder == c.encoder && b.seed == c.seed && b.protocol == c.protocol
-            })
-            .map(|b| b.id.clone())
+    // A cell's baselines are cells of the same row: the same LLM, encoder, seed and protocol.
+    let sibling = |c: &Cell, is: &dyn Fn(&Cell) -> bool| -> Option<String> {
+        grid.cells.iter().find(|b| b.llm == c.llm && b.encoder == c.encoder && b.seed == c.seed && b.protocol == c.protocol && is(b)).map(|b| b.id.clone())
     };
+    let id_only = |b: &Cell| b.modalities.is_empty() && b.completion == "none";
+    let baseline_of = |c: &Cell| if id_only(c) { None } else { sibling(c, &id_only) };
     for (c, r) in &results {
         models.push((c.id.clone(), r.metric.iter().filter(|m| !m.cases.is_empty()).map(|m| (m.metric.clone(), m.k, m.cases.clone())).collect()));
     }
     let baselines: Vec<(String, Option<String>)> = results.iter().map(|(c, _)| (c.id.clone(), baseline_of(c))).collect();
     // The completion input on its own: each `embed` cell against the same cell without it.
-    let without_cr = |c: &Cell| -> Option<String> {
-        (c.completion == "embed")
-            .then(|| {
-                grid.cells.iter().find(|b| {
-                    b.completion == "none"
-                        && b.modalities == c.modalities
-                        && b.fusion == c.fusion
-                        && b.llm == c.llm
-                        && b.encoder == c.encoder
-                        && b.seed == c.seed
-                        && b.protocol == c.protocol
-                })
-            })
-            .flatten()
-            .map(|b| b.id.clone())
+    let without_cr = |c: &Cell| {
+        if c.completion != "embed" {
+            return None;
+        }
+        sibling(c, &|b: &Cell| b.completion == "none" && b.modalities == c.modalities && b.fusion == c.fusion)
     };
     let cr_baselines: Vec<(String, Option<String>)> = results.iter().map(|(c, _)| (c.id.clone(), without_cr(c))).collect();
     let subsets = crate::eval::compare::subsets(&data.test, &counts);
@@ -819,12 +804,11 @@ pub fn collect(grid: &Grid, out: &Path, env: &Env) -> anyhow::Result<(Vec<Result
             );
         }
     }
-    for (c, r) in &results {
+    for ((c, r), (_, base)) in results.iter().zip(&baselines) {
         for m in &r.metric {
             let mut x = row(&c.id, c.llm.as_deref().unwrap_or("-"), &c.encoder, &c.variant, c.seed, c.protocol, m);
-            let base = baseline_of(c);
             if let Some(cmp) =
-                comparisons.iter().find(|x| x.model == c.id && x.subset == "all" && x.metric == m.metric && x.k == m.k && base.is_some() && x.baseline == base)
+                comparisons.iter().find(|x| x.model == c.id && x.subset == "all" && x.metric == m.metric && x.k == m.k && base.is_some() && x.baseline == *base)
             {
                 x.baseline = cmp.baseline.clone();
                 x.diff = cmp.diff;

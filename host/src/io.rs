@@ -85,15 +85,29 @@ pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) -> anyhow::R
     .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Rows as left-aligned text columns two spaces apart, each line without trailing blanks.
+/// Rows as left-aligned text columns two spaces apart, each line without trailing blanks; padded
+/// by characters, not bytes.
 pub fn text_table(rows: &[Vec<String>]) -> String {
+    table(rows, false)
+}
+
+/// [`text_table`] with a rule of dashes under the first row.
+pub fn text_table_ruled(rows: &[Vec<String>]) -> String {
+    table(rows, true)
+}
+
+fn table(rows: &[Vec<String>], rule: bool) -> String {
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..n).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|x| x.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+        if rule && i == 0 {
+            out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            out.push('\n');
+        }
     }
     out
 }

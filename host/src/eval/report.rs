@@ -66,18 +66,8 @@ impl EvalReport {
             }
             rows.push(row);
         }
-        // Padded by characters, not bytes: metric names from plugins may be any UTF-8.
-        let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-        let mut out = String::new();
-        for (i, row) in rows.iter().enumerate() {
-            let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            out.push_str(line.join("  ").trim_end());
-            out.push('\n');
-            if i == 0 {
-                out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
-                out.push('\n');
-            }
-        }
+        // Padded by characters: metric names from plugins may be any UTF-8.
+        let mut out = crate::io::text_table_ruled(&rows);
         let ci = match self.bootstrap {
             Some(b) if b.resamples > 0 => {
                 format!("; [lo, hi] = {:.0}% bootstrap interval over users ({} resamples, seed {})", b.level * 100.0, b.resamples, b.seed)
